@@ -1,0 +1,31 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Everything they need, they install.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS := litert,openvino,convert,serve,bench,dev
+
+.PHONY: demo test test-fast system-deps bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edge-pose demo
+
+system-deps:
+	bash scripts/ensure-system-deps.sh
+
+test: $(STAMP) system-deps
+	CI=$${CI:-} $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
