@@ -1,0 +1,153 @@
+"""Merge bench results from many devices into one markdown table and PNG charts."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from edge_pose.bench.schema import check_results
+from edge_pose.errors import EdgePoseError
+
+
+def load_results(paths: list[str]) -> list[dict]:
+    docs = []
+    for p in paths:
+        try:
+            doc = json.loads(Path(p).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EdgePoseError(f"{p}: unreadable bench results ({exc})") from None
+        check_results(doc, p)
+        docs.append(doc)
+    return docs
+
+
+def device_label(doc: dict) -> str:
+    env = doc["environment"]
+    return f"{doc['device'].get('profile') or '?'} ({env.get('hostname') or '?'})"
+
+
+def rows(docs: list[dict]) -> list[dict]:
+    """One flat row per measured variant, from every file; nothing is dropped or averaged away."""
+    out = []
+    for doc in docs:
+        for r in doc["results"]:
+            if "latency" not in r:
+                continue
+            rt = r.get("runtime", {})
+            out.append({
+                "device": device_label(doc), "model": r["model"], "format": r["format"],
+                "precision": r["precision"], "backend": rt.get("backend", "?"),
+                "accelerator": rt.get("accelerator") or rt.get("device") or "?",
+                "threads": rt.get("threads"), **r["latency"], "load_s": r["load_s"],
+            })
+    return out
+
+
+def speedups(table: list[dict]) -> list[dict]:
+    """int8/fp16/dynamic over fp32 on the same device, model, format, backend, accelerator and threads."""
+    base = {}
+    for r in table:
+        if r["precision"] == "fp32":
+            base[(r["device"], r["model"], r["format"], r["backend"], r["accelerator"], r["threads"])] = r["p50_ms"]
+    out = []
+    for r in table:
+        key = (r["device"], r["model"], r["format"], r["backend"], r["accelerator"], r["threads"])
+        if r["precision"] != "fp32" and key in base:
+            out.append({**{k: r[k] for k in ("device", "model", "format", "backend", "accelerator", "threads",
+                                              "precision")}, "speedup": base[key] / r["p50_ms"]})
+    return out
+
+
+def markdown(table: list[dict], ups: list[dict]) -> str:
+    lines = ["# edge-pose latency", "",
+             "| device | model | format | precision | backend | accelerator | threads | p50 ms | p90 ms | p99 ms "
+             "| std ms | FPS | load s |",
+             "|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(table, key=lambda r: (r["device"], r["model"], r["format"], r["precision"], str(r["threads"]))):
+        lines.append(f"| {r['device']} | {r['model']} | {r['format']} | {r['precision']} | {r['backend']} | "
+                     f"{r['accelerator']} | {r['threads']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} | {r['std_ms']:.2f} | {r['throughput_per_s']:.1f} | {r['load_s']:.2f} |")
+    if ups:
+        lines += ["", "## Speedup over fp32 (p50)", "",
+                  "| device | model | format | backend | threads | precision | speedup |",
+                  "|---|---|---|---|---|---|---:|"]
+        for u in sorted(ups, key=lambda u: (u["device"], u["model"], u["format"], u["precision"])):
+            lines.append(f"| {u['device']} | {u['model']} | {u['format']} | {u['backend']} | {u['threads']} | "
+                         f"{u['precision']} | {u['speedup']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def charts(table: list[dict], ups: list[dict], out_dir: Path) -> list[Path]:
+    """latency.png (p50 with p90 whiskers per variant, grouped by device) and speedup.png."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise EdgePoseError("charts need matplotlib: pip install 'edge-pose[bench]'") from None
+    written = []
+    devices = sorted({r["device"] for r in table})
+    variants = sorted({(r["model"], r["format"], r["precision"], r["threads"]) for r in table}, key=str)
+    by = {(r["device"], (r["model"], r["format"], r["precision"], r["threads"])): r for r in table}
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(variants) * max(1, len(devices))), 4.5))
+    width = 0.8 / max(1, len(devices))
+    for i, dev in enumerate(devices):
+        xs, p50, err = [], [], []
+        for j, var in enumerate(variants):
+            if (dev, var) in by:
+                r = by[(dev, var)]
+                xs.append(j + i * width)
+                p50.append(r["p50_ms"])
+                err.append(r["p90_ms"] - r["p50_ms"])
+        ax.bar(xs, p50, width, yerr=[[0] * len(err), err], capsize=3, label=dev)
+    ax.set_xticks([j + width * (len(devices) - 1) / 2 for j in range(len(variants))])
+    ax.set_xticklabels([f"{m}\n{f} {p}" + (f" {t}t" if t else "") for m, f, p, t in variants], fontsize=7)
+    ax.set_ylabel("latency p50 (ms), whisker to p90")
+    ax.set_title("Inference latency per device and variant")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    written.append(out_dir / "latency.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    if ups:
+        groups = defaultdict(list)
+        for u in ups:
+            groups[u["precision"]].append(u)
+        labels = sorted({(u["device"], u["model"], u["format"], u["backend"], u["threads"]) for u in ups}, key=str)
+        fig, ax = plt.subplots(figsize=(max(6, 1.0 * len(labels) * len(groups)), 4.5))
+        width = 0.8 / len(groups)
+        for i, (prec, items) in enumerate(sorted(groups.items())):
+            val = {(u["device"], u["model"], u["format"], u["backend"], u["threads"]): u["speedup"] for u in items}
+            xs = [j + i * width for j, lab in enumerate(labels) if lab in val]
+            ax.bar(xs, [val[lab] for lab in labels if lab in val], width, label=prec)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks([j + width * (len(groups) - 1) / 2 for j in range(len(labels))])
+        ax.set_xticklabels([f"{d}\n{m} {f}/{b}" for d, m, f, b, _ in labels], fontsize=7)
+        ax.set_ylabel("speedup over fp32 (p50)")
+        ax.set_title("Quantisation speedup over fp32")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(out_dir / "speedup.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def write_report(paths: list[str], out_dir: str) -> dict[str, Path]:
+    docs = load_results(paths)
+    table = rows(docs)
+    if not table:
+        raise EdgePoseError(f"{', '.join(paths)}: no measured variants to report")
+    ups = speedups(table)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / "report.md"
+    md.write_text(markdown(table, ups))
+    merged = out / "merged.json"
+    merged.write_text(json.dumps({"schema": "edge-pose/bench-report@1", "sources": paths, "rows": table,
+                                  "speedups": ups}, indent=1))
+    written = {"markdown": md, "json": merged}
+    for png in charts(table, ups, out):
+        written[png.stem] = png
+    return written
