@@ -1,0 +1,71 @@
+"""Print a bundle's manifest readably: what model, which precision, what input it takes, where it came from and how
+close it stayed to its source. Reads the JSON only (and checks file hashes); loads no runtime."""
+from __future__ import annotations
+
+import json
+
+HELP = "show what a bundle holds: model, input/output, keypoints, provenance, fidelity"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("bundle", help="bundle directory (or a folder of bundles)")
+    parser.add_argument("--json", action="store_true", help="print the raw manifest(s) as JSON")
+
+
+def _value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v):
+        return ", ".join(_value(x) for x in v)
+    if isinstance(v, dict):
+        return "; ".join(f"{k}={_value(x)}" for k, x in v.items())
+    return str(v)
+
+
+def _section(title: str, items: dict) -> list[str]:
+    rows = [(k, _value(v)) for k, v in items.items() if v not in (None, "", [], {})]
+    if not rows:
+        return []
+    width = max(len(k) for k, _ in rows)
+    return [f"{title}:"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
+
+
+def describe(bundle) -> str:
+    """The readable text for one loaded Bundle."""
+    m = bundle.manifest
+    inp, out, kp = m.input, m.output, m.keypoints
+    quant = lambda q: f"scale {q.scale:.6g}, zero point {q.zero_point}" if q else None  # noqa: E731
+    lines = [f"{bundle.path}  ({m.schema})"]
+    lines += _section("model", {**m.model, "format": m.format, "precision": m.precision,
+                                "model file": m.model_file, "devices": ", ".join(m.devices)})
+    lines += _section("files", {name: f"sha256 {digest[:16]}..., {(bundle.path / name).stat().st_size:,} bytes"
+                                for name, digest in m.files.items()})
+    if m.blobs:
+        lines += _section("precompiled blobs", dict(m.blobs))
+    lines += _section("input", {"name": inp.name, "size (h, w)": f"{inp.height} x {inp.width}",
+                                "layout": inp.layout, "dtype": inp.dtype, "colour": inp.color, "mean": inp.mean,
+                                "std": inp.std, "quantization": quant(inp.quantization)})
+    lines += _section("output", {"name": out.name, "heatmaps (h, w)": f"{out.heatmap_height} x {out.heatmap_width}",
+                                 "stride": f"{m.stride:g}", "layout": out.layout, "dtype": out.dtype,
+                                 "quantization": quant(out.quantization)})
+    lines += _section("keypoints", {"count": len(kp.names), "names": ", ".join(kp.names),
+                                    "flip pairs": len(kp.flip_pairs), "skeleton edges": len(kp.skeleton),
+                                    "OKS sigmas": "yes" if kp.sigmas else "no"})
+    lines += _section("decode", {"method": m.decode.method, "blur kernel": m.decode.blur_kernel,
+                                 "flip test": m.decode.flip_test})
+    lines += _section("provenance", m.provenance)
+    fid = dict(m.fidelity)
+    lines += _section("fidelity", fid)
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from edge_pose.bundle import find_bundles
+
+    bundles = find_bundles(args.bundle)
+    if args.json:
+        data = [b.manifest.to_json() for b in bundles]
+        print(json.dumps(data[0] if len(data) == 1 else data, indent=1))
+        return 0
+    print("\n\n".join(describe(b) for b in bundles))
+    return 0
