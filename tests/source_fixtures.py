@@ -1,0 +1,45 @@
+"""Session fixtures shared by the source and TFLite export tests: the two real shared models as Sources and real
+coco-mini crops in each model's input form. Import the fixtures by name into a test module to use them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from shared import CPM_PB, SIMPLEBASELINE_ONNX, coco_mini, shared
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+@pytest.fixture(scope="session")
+def onnx_source():
+    from converters.sources import load_source
+
+    return load_source(shared(*SIMPLEBASELINE_ONNX), color="rgb", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                       keypoints="coco17")
+
+
+@pytest.fixture(scope="session")
+def pb_source():
+    from converters.sources import load_source
+
+    return load_source(shared(*CPM_PB), color="bgr", mean=0, std=1, keypoints="aic14")
+
+
+def crops_for(source, limit: int = 16) -> np.ndarray:
+    """Real person crops from coco-mini ground-truth boxes (plus their mirror images) as the model's input."""
+    from calibration.datasets import load_crops
+    from edge_pose.preprocess import to_model_input
+
+    crops = load_crops(coco_mini() / "test_coco.json", source.input.size).crops
+    crops = np.concatenate([crops, crops[:, :, ::-1]])[:limit]
+    return to_model_input(crops, source.input)
+
+
+@pytest.fixture(scope="session")
+def onnx_crops(onnx_source):
+    return crops_for(onnx_source)
+
+
+@pytest.fixture(scope="session")
+def pb_crops(pb_source):
+    return crops_for(pb_source)
