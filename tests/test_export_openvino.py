@@ -1,0 +1,213 @@
+"""OpenVINO IR export of the shared real models (ONNX, frozen graph) and a Keras model, checked against their source.
+
+Real parts only: OpenVINO CPU, NNCF, onnxruntime/TF as the references, real COCO crops for calibration.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from shared import CPM_PB, SIMPLEBASELINE_ONNX, coco_mini, shared
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def rel_max(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def argmax_xy(heatmaps_nchw: np.ndarray) -> np.ndarray:
+    """(N, K, H, W) -> (N, K, 2) integer argmax positions (x, y) in heatmap px."""
+    n, k, _, w = heatmaps_nchw.shape
+    flat = heatmaps_nchw.reshape(n, k, -1).argmax(-1)
+    return np.stack([flat % w, flat // w], axis=-1).astype(np.float32)
+
+
+def run_ir(result, batch: np.ndarray, nhwc_out: bool | None = None) -> np.ndarray:
+    """Run the exported IR on CPU one crop at a time; heatmaps as NCHW."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(result.files["model.xml"]), "CPU")
+    out = np.concatenate([compiled({result.input_name: x[None]})[result.output_name] for x in batch])
+    return out.transpose(0, 3, 1, 2) if result.output_layout == "NHWC" else out
+
+
+def model_input(crops, source) -> np.ndarray:
+    from edge_pose.preprocess import to_model_input
+
+    return to_model_input(crops, source.input)
+
+
+@pytest.fixture(scope="session")
+def sb_source():
+    from converters.sources import load_source
+
+    return load_source(shared(*SIMPLEBASELINE_ONNX), color="rgb", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                       keypoints="coco17")
+
+
+@pytest.fixture(scope="session")
+def cpm_source():
+    from converters.sources import load_source
+
+    return load_source(shared(*CPM_PB), color="bgr", mean=0, std=1, keypoints="aic14",
+                       output="Convolutional_Pose_Machine/stage_5_out")
+
+
+@pytest.fixture(scope="session")
+def coco_crops():
+    """Ground-truth person crops (evaluation) and detector crops (calibration) at 256x192, from coco-mini."""
+    from calibration.datasets import load_crops
+
+    data = coco_mini() / "test_coco.json"
+    gt = load_crops(data, (256, 192))
+    det = load_crops(data, (256, 192), boxes=coco_mini() / "test_coco_det_AP_H_56.json", min_box_score=0.05,
+                     limit=32, seed=0)
+    return gt.crops, det.crops
+
+
+@pytest.fixture(scope="session")
+def sb_fp32(sb_source, tmp_path_factory):
+    from converters.export.openvino import export_openvino
+
+    return export_openvino(sb_source, "fp32", tmp_path_factory.mktemp("ov") / "sb-fp32", blob_device="CPU")
+
+
+@pytest.fixture(scope="session")
+def sb_eval(sb_source, sb_fp32, coco_crops):
+    """(model input, FP32 IR heatmaps) on the ground-truth crops."""
+    x = model_input(coco_crops[0], sb_source)
+    return x, run_ir(sb_fp32, x)
+
+
+def test_onnx_fp32_ir_equals_onnxruntime(sb_source, sb_fp32, sb_eval):
+    x, got = sb_eval
+    ref = sb_source.run(x)
+    assert rel_max(got, ref) < 1e-4
+    assert sb_fp32.input_name == "data" and sb_fp32.output_name == "hybridsequential0_conv7_fwd"
+    assert (sb_fp32.input_layout, sb_fp32.output_layout) == ("NCHW", "NCHW")
+    assert sb_fp32.input_shape == (1, 3, 256, 192) and sb_fp32.output_shape == (1, 17, 64, 48)
+    assert set(sb_fp32.files) == {"model.xml", "model.bin", "model.cpu.blob"}
+    assert "openvino" in sb_fp32.tools and "FakeQuantize" not in sb_fp32.ops
+
+
+def test_frozen_graph_fp32_ir_equals_tensorflow(cpm_source, tmp_path):
+    from converters.export.openvino import export_openvino
+
+    res = export_openvino(cpm_source, "fp32", tmp_path)
+    assert res.input_name == "image" and res.output_name == "Convolutional_Pose_Machine/stage_5_out"
+    assert (res.input_layout, res.output_layout, res.input_shape) == ("NHWC", "NHWC", (1, 192, 192, 3))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (2, 192, 192, 3)).astype(np.float32)
+    assert rel_max(run_ir(res, x), cpm_source.run(x)) < 1e-4
+
+
+def test_fp16_ir_runs_close_to_fp32(sb_source, sb_fp32, sb_eval, tmp_path):
+    from converters.export.openvino import export_openvino
+
+    res = export_openvino(sb_source, "fp16", tmp_path)
+    x, ref = sb_eval
+    got = run_ir(res, x)
+    assert res.files["model.bin"].stat().st_size < 0.6 * sb_fp32.files["model.bin"].stat().st_size
+    assert rel_max(got, ref) < 5e-3
+    err = np.linalg.norm(argmax_xy(got) - argmax_xy(ref), axis=-1)
+    assert err.mean() <= 0.05
+
+
+def test_int8_nncf_keeps_keypoints_close(sb_source, sb_eval, coco_crops, tmp_path):
+    from converters.export.openvino import export_openvino
+
+    calib = model_input(coco_crops[1], sb_source)
+    res = export_openvino(sb_source, "int8", tmp_path, calib_inputs=calib)
+    x, ref = sb_eval
+    err = np.linalg.norm(argmax_xy(run_ir(res, x)) - argmax_xy(ref), axis=-1)
+    print(f"INT8 mean keypoint error {err.mean():.3f} heatmap px, within 1 px {np.mean(err <= 1):.3f}, "
+          f"quantised in {res.extra['quantize_seconds']} s")
+    assert "FakeQuantize" in res.ops and res.extra["calibration_size"] == len(calib)
+    assert err.mean() < 1.0 and np.mean(err <= 1) > 0.8
+    assert "nncf" in res.tools and "performance" in res.notes[-1]
+
+
+def test_int8_ignored_scope_keeps_last_conv_float(sb_source, sb_fp32, coco_crops, tmp_path):
+    import openvino as ov
+
+    from converters.export.nncf_quantize import float_scopes
+    from converters.export.openvino import export_openvino
+
+    scopes = float_scopes(ov.Core().read_model(str(sb_fp32.files["model.xml"])))
+    assert {"first_conv", "last_conv"} <= set(scopes) and "sigmoid_gates" not in scopes
+    calib = model_input(coco_crops[1][:8], sb_source)
+    res = export_openvino(sb_source, "int8", tmp_path, calib_inputs=calib, ignored_scope=scopes["last_conv"],
+                          preset="mixed")
+    last = scopes["last_conv"]["names"][0]
+    model = ov.Core().read_model(str(res.files["model.xml"]))
+    node = next(op for op in model.get_ordered_ops() if op.get_friendly_name() == last)
+    feeds = {node.input_value(i).get_node().get_type_name() for i in range(node.get_input_size())}
+    assert "FakeQuantize" not in feeds and res.extra["fake_quantize_ops"] > 0
+    assert res.extra["preset"] == "mixed" and last in res.extra["ignored_scope"]
+
+
+def test_keras_fp32_ir_equals_keras(tmp_path):
+    import keras
+
+    from converters.export.openvino import export_openvino
+    from converters.sources import load_source
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((64, 48, 3), name="input")
+    x = L.Conv2D(8, 3, strides=2, name="conv1")(L.ZeroPadding2D(1)(inp))
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", name="dw")(x)
+    x = L.ReLU()(L.BatchNormalization(epsilon=1e-5, name="bn1")(x))
+    gate = L.Conv2D(8, 1, activation="sigmoid", name="gate")(L.GlobalAveragePooling2D(keepdims=True)(x))
+    x = L.Multiply()([x, gate])
+    x = L.ReLU()(L.Conv2DTranspose(8, 4, strides=2, padding="same", use_bias=False, name="deconv")(x))
+    out = L.Conv2D(17, 1, name="final_layer")(x)
+    path = tmp_path / "tiny.keras"
+    keras.Model(inp, out).save(path)
+    src = load_source(path, color="rgb", mean=IMAGENET_MEAN, std=IMAGENET_STD, keypoints="coco17")
+    res = export_openvino(src, "fp32", tmp_path / "ir")
+    x = np.random.default_rng(1).normal(size=(2, 64, 48, 3)).astype(np.float32)
+    assert res.input_shape == (1, 64, 48, 3) and res.output_shape == (1, 32, 24, 17)
+    assert rel_max(run_ir(res, x), src.run(x)) < 1e-4
+
+
+def test_cpu_blob_imports_and_equals_ir(sb_fp32, sb_eval):
+    import openvino as ov
+
+    assert sb_fp32.blobs == {"CPU": "model.cpu.blob"}
+    compiled = ov.Core().import_model(sb_fp32.files["model.cpu.blob"].read_bytes(), "CPU")
+    x, ref = sb_eval
+    got = np.concatenate([compiled(xi[None])[0] for xi in x[:4]])
+    assert rel_max(got, ref[:4]) < 1e-6
+
+
+def test_absent_device_blob_is_a_note_not_a_failure(cpm_source, tmp_path):
+    import openvino as ov
+
+    from converters.export.openvino import export_openvino
+
+    if any(d.startswith("NPU") for d in ov.Core().available_devices):
+        pytest.skip("an NPU is present here")
+    res = export_openvino(cpm_source, "fp16", tmp_path, blob_device="npu")
+    assert res.blobs == {} and not list(tmp_path.glob("*.blob"))
+    assert any(n.startswith("no NPU blob") and "not present" in n for n in res.notes)
+
+
+def test_unreadable_model_is_one_clear_line(sb_source, tmp_path):
+    from converters.errors import ConversionError
+    from converters.export.openvino import export_openvino
+    from converters.sources.onnx_source import OnnxSource
+
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"\x08\x03this is not a protobuf model" * 10)
+    src = OnnxSource(onnx_path=bad, path=bad, model_name="broken", input=sb_source.input, output=sb_source.output,
+                     keypoints=sb_source.keypoints, sha256=None)
+    with pytest.raises(ConversionError) as err:
+        export_openvino(src, "fp32", tmp_path / "out")
+    msg = str(err.value)
+    assert "\n" not in msg and "broken.onnx" in msg and "OpenVINO cannot read" in msg
+    with pytest.raises(ConversionError, match="INT8 needs calibration inputs"):
+        export_openvino(sb_source, "int8", tmp_path / "out")
+    with pytest.raises(ConversionError, match="precision 'int4' unsupported"):
+        export_openvino(sb_source, "int4", tmp_path / "out")
