@@ -80,7 +80,8 @@ def test_dark_recovers_subpixel_gaussian_centre():
 
 def test_blur_keeps_each_map_maximum(heatmaps):
     maps = heatmaps[1:3].reshape(-1, 64, 48)
-    out = modulate(maps, 11)
+    blurred, gain = modulate(maps, 11)
+    out = blurred * gain[:, None, None]
     np.testing.assert_allclose(out.reshape(len(maps), -1).max(1), maps.reshape(len(maps), -1).max(1), rtol=1e-5)
 
 
@@ -102,3 +103,15 @@ def test_bad_arguments_are_one_line_errors(heatmaps):
         decode_heatmaps(heatmaps[0, 0], "msra")
     with pytest.raises(EdgePoseError, match="flip indices"):
         flip_heatmaps(heatmaps, [0, 1])
+
+
+def test_stacked_blur_equals_per_map_blur(heatmaps):
+    """The one-call stacked blur is mmpose's per-map zero-padded cv2 blur, bit for bit."""
+    import cv2
+
+    maps = heatmaps.reshape(-1, 64, 48)[:20]
+    blurred, _ = modulate(maps, 11)
+    for i, m in enumerate(maps):
+        padded = np.zeros((74, 58), np.float32)
+        padded[5:-5, 5:-5] = m
+        np.testing.assert_array_equal(blurred[i], cv2.GaussianBlur(padded, (11, 11), 0)[5:-5, 5:-5])

@@ -19,23 +19,27 @@ def heatmap_maximum(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     m, h, w = maps.shape
     flat = maps.reshape(m, h * w)
-    idx = np.argmax(flat, axis=1)
-    vals = np.take_along_axis(flat, idx[:, None], axis=1)[:, 0]
-    locs = np.stack([idx % w, idx // w], axis=1).astype(np.float32)
+    idx = flat.argmax(axis=1)
+    vals = flat[np.arange(m), idx]
+    row, col = np.divmod(idx, w)
+    locs = np.empty((m, 2), np.float32)
+    locs[:, 0] = col
+    locs[:, 1] = row
     locs[vals <= 0] = -1
     return locs, vals
 
 
-def sample(maps: np.ndarray, x: np.ndarray, y: np.ndarray, offsets: list[tuple[int, int]]) -> np.ndarray:
+def sample(maps: np.ndarray, x: np.ndarray, y: np.ndarray, offsets) -> np.ndarray:
     """Values maps[i, y_i + dy, x_i + dx] for each (dx, dy) in `offsets` -> (M, len(offsets)).
 
-    Positions outside a map are clamped to its border: callers mask those results out (as mmpose's bounds checks do).
+    Positions outside a map are clamped to its border: callers mask those results out (as mmpose's bounds checks
+    do), and UDP relies on the clamp being its one-pixel edge padding. `maps` may be a strided view.
     """
     m, h, w = maps.shape
     off = np.asarray(offsets, dtype=np.int64)
-    xs = np.clip(x[:, None] + off[None, :, 0], 0, w - 1)
-    ys = np.clip(y[:, None] + off[None, :, 1], 0, h - 1)
-    return np.take_along_axis(maps.reshape(m, h * w), ys * w + xs, axis=1)
+    xs = np.minimum(np.maximum(x[:, None] + off[:, 0], 0), w - 1)
+    ys = np.minimum(np.maximum(y[:, None] + off[:, 1], 0), h - 1)
+    return maps[np.arange(m)[:, None], ys, xs]
 
 
 def check_kernel(kernel: int) -> int:
@@ -45,22 +49,31 @@ def check_kernel(kernel: int) -> int:
     return kernel
 
 
-def modulate(maps: np.ndarray, kernel: int) -> np.ndarray:
+def modulate(maps: np.ndarray, kernel: int) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian blur of every map with zero padding, rescaled to keep each map's maximum (mmpose gaussian_blur).
 
-    Instead of one cv2 call per map, the zero-padded maps are stacked into one tall image and blurred once: the
-    pad is exactly the kernel radius, so no map ever sees its neighbour and the result equals the per-map blur
-    bit for bit.
+    Instead of one cv2 call per map, the maps are stacked into one tall image with kernel-radius rows of zeros
+    between them and blurred once with a zero border: no map ever sees its neighbour, and the result equals
+    mmpose's per-map blur of a zero-padded copy bit for bit. Returns the blurred maps and each map's gain
+    (original max / blurred max), applied by the caller only where it samples.
     """
     kernel = check_kernel(kernel)
     m, h, w = maps.shape
     b = (kernel - 1) // 2
     if b == 0:
-        return maps.astype(np.float32, copy=True)
-    padded = np.zeros((m, h + 2 * b, w + 2 * b), np.float32)
-    padded[:, b:-b, b:-b] = maps
-    tall = cv2.GaussianBlur(padded.reshape(m * (h + 2 * b), w + 2 * b), (kernel, kernel), 0)
-    blurred = tall.reshape(padded.shape)[:, b:-b, b:-b]
+        return maps.astype(np.float32, copy=False), np.ones(m, np.float32)
+    tall = np.zeros((m * (h + b) + b, w), np.float32)
+    tall[b:].reshape(m, h + b, w)[:, :h] = maps
+    blurred = cv2.GaussianBlur(tall, (kernel, kernel), 0, borderType=cv2.BORDER_CONSTANT)
+    blurred = blurred[b:].reshape(m, h + b, w)[:, :h]
     with np.errstate(divide="ignore", invalid="ignore"):
-        gain = maps.reshape(m, -1).max(axis=1) / blurred.reshape(m, -1).max(axis=1)
-    return blurred * gain[:, None, None].astype(np.float32)
+        gain = maps.reshape(m, -1).max(axis=1) / blurred.reshape(m, h * w).max(axis=1)
+    return blurred, gain.astype(np.float32)
+
+
+def modulated_samples(maps: np.ndarray, kernel: int, x: np.ndarray, y: np.ndarray,
+                      offsets: list[tuple[int, int]]) -> np.ndarray:
+    """sample() of the modulated (blurred, max-preserving) maps, without rescaling whole maps."""
+    blurred, gain = modulate(maps, kernel)
+    with np.errstate(invalid="ignore"):
+        return sample(blurred, x, y, offsets) * gain[:, None]

@@ -5,6 +5,9 @@ import numpy as np
 
 from edge_pose.decode.common import heatmap_maximum, sample
 
+# right, below, left, above: the first two minus the last two are the x and y differences
+_NEIGHBOURS = np.array([(1, 0), (0, 1), (-1, 0), (0, -1)], dtype=np.int64)
+
 
 def refine_quarter(maps: np.ndarray, locs: np.ndarray) -> np.ndarray:
     """Shift each (x, y) by 0.25 px towards the larger neighbour along x and y; equal neighbours leave it.
@@ -12,13 +15,13 @@ def refine_quarter(maps: np.ndarray, locs: np.ndarray) -> np.ndarray:
     Bounds follow mmpose's refine_keypoints exactly (x needs 1 < x < W-1, y needs 1 < y < H-1).
     """
     _, h, w = maps.shape
-    x, y = locs[:, 0].astype(np.int64), locs[:, 1].astype(np.int64)
-    v = sample(maps, x, y, [(1, 0), (-1, 0), (0, 1), (0, -1)])
-    ok_x = (x > 1) & (x < w - 1) & (y > 0) & (y < h)
-    ok_y = (y > 1) & (y < h - 1) & (x > 0) & (x < w)
-    dx = np.where(ok_x, v[:, 0] - v[:, 1], 0)
-    dy = np.where(ok_y, v[:, 2] - v[:, 3], 0)
-    return locs + np.sign(np.stack([dx, dy], axis=1)).astype(np.float32) * np.float32(0.25)
+    xy = locs.astype(np.int64)
+    x, y = xy[:, 0], xy[:, 1]
+    v = sample(maps, x, y, _NEIGHBOURS)
+    diff = v[:, :2] - v[:, 2:]
+    inside = (xy > 0) & (xy < (w, h))
+    ok = inside[:, ::-1] & (xy > 1) & (xy < (w - 1, h - 1))
+    return locs + np.sign(diff * ok).astype(np.float32) * np.float32(0.25)
 
 
 def decode_msra(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
