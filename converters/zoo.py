@@ -1,0 +1,161 @@
+"""The model zoo: the six mmpose top-down models by name, built as Keras models, optionally from a checkpoint.
+
+Untrained models get seeded weights (same seed, same weights) so conversions and benchmarks are reproducible
+without a checkpoint; a checkpoint (mmpose 1.x or 0.x key names) is loaded strictly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edge_pose.errors import EdgePoseError
+
+MMPOSE_MEAN_RGB = (123.675, 116.28, 103.53)
+MMPOSE_STD_RGB = (58.395, 57.12, 57.375)
+CHECKPOINT_LAYOUTS = ("mmpose-1.x", "mmpose-0.x")
+
+
+class ZooError(EdgePoseError):
+    """Unknown model name or an input size the model cannot take."""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """What the runtime and the converters need to know about a zoo model without building it."""
+
+    name: str
+    family: str  # litehrnet | simplebaseline | cpm
+    build: Callable  # (input_size, num_keypoints) -> keras.Model
+    input_sizes: tuple[tuple[int, int], ...]  # (height, width) of mmpose's COCO configs, default first
+    heatmap_stride: int
+    size_multiple: int  # input height and width must be multiples of this (static shapes divide exactly)
+    mmpose_configs: tuple[str, ...]
+    keypoints: str = "coco17"
+    decode: str = "msra"
+    checkpoint_layouts: tuple[str, ...] = CHECKPOINT_LAYOUTS
+    mean: tuple[float, float, float] = MMPOSE_MEAN_RGB
+    std: tuple[float, float, float] = MMPOSE_STD_RGB
+    notes: str = field(default="")
+
+    @property
+    def default_input_size(self) -> tuple[int, int]:
+        return self.input_sizes[0]
+
+
+def _litehrnet(depth: int):
+    def build(input_size, num_keypoints):
+        from converters.models.litehrnet import build_litehrnet  # H1's module; imported only when asked for
+
+        return build_litehrnet(depth, input_size=input_size, num_keypoints=num_keypoints)
+    return build
+
+
+def _simplebaseline(depth: int):
+    def build(input_size, num_keypoints):
+        from converters.models.simplebaseline import build_simplebaseline
+
+        return build_simplebaseline(depth, input_size=input_size, num_keypoints=num_keypoints)
+    return build
+
+
+def _cpm(input_size, num_keypoints):
+    from converters.models.cpm import build_cpm
+
+    return build_cpm(input_size, num_keypoints=num_keypoints)
+
+
+_SIZES = ((256, 192), (384, 288))
+ZOO: dict[str, ZooEntry] = {e.name: e for e in (
+    ZooEntry("litehrnet-18", "litehrnet", _litehrnet(18), _SIZES, 4, 32,
+             ("td-hm_litehrnet-18_8xb64-210e_coco-256x192", "td-hm_litehrnet-18_8xb32-210e_coco-384x288")),
+    ZooEntry("litehrnet-30", "litehrnet", _litehrnet(30), _SIZES, 4, 32,
+             ("td-hm_litehrnet-30_8xb64-210e_coco-256x192", "td-hm_litehrnet-30_8xb32-210e_coco-384x288")),
+    ZooEntry("simplebaseline-r50", "simplebaseline", _simplebaseline(50), _SIZES, 4, 32,
+             ("td-hm_res50_8xb64-210e_coco-256x192", "td-hm_res50_8xb32-210e_coco-384x288")),
+    ZooEntry("simplebaseline-r101", "simplebaseline", _simplebaseline(101), _SIZES, 4, 32,
+             ("td-hm_res101_8xb64-210e_coco-256x192", "td-hm_res101_8xb32-210e_coco-384x288")),
+    ZooEntry("simplebaseline-r152", "simplebaseline", _simplebaseline(152), _SIZES, 4, 32,
+             ("td-hm_res152_8xb32-210e_coco-256x192", "td-hm_res152_8xb32-210e_coco-384x288")),
+    ZooEntry("cpm", "cpm", _cpm, _SIZES, 8, 8,
+             ("td-hm_cpm_8xb64-210e_coco-256x192", "td-hm_cpm_8xb32-210e_coco-384x288"),
+             notes="6 stages; the deployable output is the last stage"),
+)}
+
+
+def get_entry(name: str) -> ZooEntry:
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise ZooError(f"unknown zoo model '{name}' (known: {', '.join(ZOO)})") from None
+
+
+def _check_size(entry: ZooEntry, input_size) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in input_size)
+    except (TypeError, ValueError):
+        raise ZooError(f"{entry.name}: input_size must be (height, width), got {input_size!r}") from None
+    m = entry.size_multiple
+    if h <= 0 or w <= 0 or h % m or w % m:
+        raise ZooError(f"{entry.name}: input size {h}x{w} (HxW) must be positive multiples of {m}")
+    return h, w
+
+
+def checkpoint_layout(state: dict) -> str:
+    """'mmpose-0.x' when the head is stored as `keypoint_head.*`, else 'mmpose-1.x'."""
+    return "mmpose-0.x" if any(k.startswith("keypoint_head.") for k in state) else "mmpose-1.x"
+
+
+def seed_weights(model, seed: int = 0) -> None:
+    """Deterministic He-normal kernels, zero biases, identity BatchNorm: a well-scaled untrained model."""
+    from keras import layers as L
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        values = []
+        for weight in layer.weights:
+            shape = tuple(int(d) for d in weight.shape)
+            kind = weight.path.rsplit("/", 1)[-1]
+            if kind in ("kernel", "depthwise_kernel") or (kind not in ("bias", "gamma", "beta", "moving_mean",
+                                                                         "moving_variance") and len(shape) > 1):
+                if isinstance(layer, L.Conv2DTranspose):
+                    fan_in = shape[0] * shape[1] * shape[3] / float(np.prod(layer.strides))
+                elif isinstance(layer, L.DepthwiseConv2D):
+                    fan_in = shape[0] * shape[1]
+                else:
+                    fan_in = float(np.prod(shape[:-1]))
+                values.append(rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in)))
+            elif kind in ("gamma", "moving_variance"):
+                values.append(np.ones(shape, np.float32))
+            else:
+                values.append(np.zeros(shape, np.float32))
+        if values:
+            layer.set_weights(values)
+
+
+def build_model(name: str, input_size=(256, 192), checkpoint=None, seed: int = 0, num_keypoints: int = 17):
+    """A zoo model as a Keras functional model: input "input" (1, H, W, 3) normalised RGB, NHWC heatmaps out.
+
+    `checkpoint`: path of an mmpose `.pth` (1.x or 0.x key names) or an already read state dict; None gives
+    seeded weights.
+    """
+    entry = get_entry(name)
+    size = _check_size(entry, input_size)
+    try:
+        model = entry.build(size, num_keypoints)
+    except ImportError as exc:
+        raise ZooError(f"{name}: cannot build ({exc}); install edge-pose[convert]") from None
+    if checkpoint is None:
+        seed_weights(model, seed)
+        return model
+    from converters.checkpoints import read_checkpoint
+    from converters.weights import load_state_dict
+
+    if isinstance(checkpoint, dict):
+        state, source = checkpoint, "state dict"
+    else:
+        state, source = read_checkpoint(checkpoint), str(Path(checkpoint))
+    load_state_dict(model, state, source=source)
+    return model
