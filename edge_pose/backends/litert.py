@@ -1,0 +1,170 @@
+"""LiteRT (TensorFlow Lite) adapter: ai_edge_litert, else tflite_runtime, else tf.lite, imported only in `load`.
+
+Accelerators: "cpu" (the built-in kernels with XNNPACK, which ai_edge_litert applies by default), "gpu" (the GPU
+delegate library, found on disk or given by path) and "delegate" (any external delegate by library path with its
+options). A delegate that cannot be loaded raises BackendUnavailable so the selector falls back and says why.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from devices.delegates import find_delegate
+from edge_pose.backends.base import BackendUnavailable
+from edge_pose.backends.tensors import check_quantization, check_tensor, input_shape, output_shape, run_batched
+from edge_pose.bundle import Bundle, BundleError
+
+# (module to import, attribute holding Interpreter/load_delegate, name shown to users)
+RUNTIMES = (("ai_edge_litert.interpreter", None, "ai_edge_litert"),
+            ("tflite_runtime.interpreter", None, "tflite_runtime"),
+            ("tensorflow", "lite", "tf.lite"))
+
+
+def _runtime() -> SimpleNamespace:
+    """The first LiteRT runtime that imports: Interpreter, load_delegate, OpResolverType (or None), label."""
+    errors = []
+    for module, attr, label in RUNTIMES:
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            continue
+        try:
+            mod = importlib.import_module(module)
+            mod = getattr(mod, attr) if attr else mod
+            load_delegate = mod.experimental.load_delegate if attr else mod.load_delegate
+            return SimpleNamespace(Interpreter=mod.Interpreter, load_delegate=load_delegate,
+                                   OpResolverType=getattr(mod, "OpResolverType", None), label=label)
+        except Exception as exc:  # noqa: BLE001 - a broken runtime install is one reason among several
+            errors.append(f"{label}: {type(exc).__name__}: {_first_line(exc)}")
+    raise BackendUnavailable("no LiteRT runtime (pip install ai-edge-litert)" +
+                             (f"; {'; '.join(errors)}" if errors else ""))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _version(label: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    dist = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "tf.lite": "tensorflow-cpu"}
+    for name in (dist[label], "tensorflow"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "?"
+
+
+class LiteRTSession:
+    def __init__(self, bundle: Bundle, interpreter, runtime: str, accelerator: str, threads: int | None,
+                 delegate: str | None, xnnpack: bool):
+        self.bundle, self.interpreter = bundle, interpreter
+        self._runtime, self._accelerator, self._threads = runtime, accelerator, threads
+        self._delegate, self._xnnpack = delegate, xnnpack
+        m = bundle.manifest
+        inp = interpreter.get_input_details()
+        outs = interpreter.get_output_details()
+        if len(inp) != 1:
+            raise BundleError(f"{bundle.model_path}: model has {len(inp)} inputs, a pose model has one")
+        out = next((o for o in outs if o["name"] == m.output.name), outs[0] if len(outs) == 1 else None)
+        if out is None:
+            raise BundleError(f"{bundle.model_path}: no output named {m.output.name!r} "
+                              f"(outputs: {[o['name'] for o in outs]})")
+        inp = inp[0]
+        check_tensor(bundle, "input", inp["shape"], np.dtype(inp["dtype"]).name, input_shape(m), m.input.dtype)
+        check_tensor(bundle, "output", out["shape"], np.dtype(out["dtype"]).name, output_shape(m), m.output.dtype)
+        check_quantization(bundle, "input", m.input.quantization, m.input.dtype, inp["quantization"])
+        check_quantization(bundle, "output", m.output.quantization, m.output.dtype, out["quantization"])
+        self._in, self._out = inp["index"], out["index"]
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self._in, x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out).copy()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return run_batched(self._run_one, batch, self.bundle.manifest, str(self.bundle.model_path))
+
+    def describe(self) -> dict[str, Any]:
+        """What runs, as the interpreter reports it: DELEGATE nodes in its execution plan are applied delegates."""
+        try:
+            ops = self.interpreter._get_ops_details()  # the only place the runtime exposes its node list
+            partitions = sum(1 for op in ops if op.get("op_name") == "DELEGATE")
+        except Exception:  # noqa: BLE001 - older runtimes lack it; say so rather than guess
+            partitions = None
+        delegate = self._delegate or ("xnnpack" if self._xnnpack else None)
+        return {"backend": "litert", "runtime": f"{self._runtime} {_version(self._runtime)}",
+                "accelerator": self._accelerator, "delegate": delegate, "delegate_partitions": partitions,
+                "delegate_applied": bool(partitions) if partitions is not None else None,
+                "threads": self._threads, "precision": self.bundle.manifest.precision,
+                "model": str(self.bundle.model_path)}
+
+
+class LiteRTBackend:
+    name = "litert"
+    formats = ("tflite",)
+    accelerators = ("cpu", "gpu", "delegate")
+
+    def available(self) -> str | None:
+        if any(importlib.util.find_spec(mod.split(".")[0]) for mod, _, _ in RUNTIMES):
+            return None
+        return "no LiteRT runtime installed (pip install ai-edge-litert)"
+
+    def accelerator_absent(self, accelerator: str, options: dict[str, Any]) -> str | None:
+        """Why this accelerator cannot be here (cheap, without loading), or None."""
+        if accelerator == "gpu" and not options.get("delegate") and find_delegate("gpu") is None:
+            return "GPU delegate library not found (give its path, or set EDGE_POSE_DELEGATE_PATH)"
+        return None
+
+    def load(self, bundle: Bundle, accelerator: str = "cpu", options: dict[str, Any] | None = None) -> LiteRTSession:
+        """options: threads (None: all cores), delegate (library path or name), delegate_options, xnnpack (bool)."""
+        options = dict(options or {})
+        if accelerator not in self.accelerators:
+            raise BackendUnavailable(f"litert has no accelerator {accelerator!r} (use one of {self.accelerators})")
+        if bundle.manifest.format not in self.formats:
+            raise BackendUnavailable(f"litert cannot load {bundle.manifest.format} bundles")
+        rt = _runtime()
+        threads = options.get("threads") or os.cpu_count() or 1
+        delegates, lib = [], None
+        if accelerator in ("gpu", "delegate"):
+            wanted = options.get("delegate") or ("gpu" if accelerator == "gpu" else None)
+            if not wanted:
+                raise BackendUnavailable("accelerator 'delegate' needs a delegate library path (option 'delegate')")
+            found = find_delegate(wanted)
+            if found is None:
+                what = "GPU delegate library" if wanted == "gpu" else f"delegate library {wanted!r}"
+                raise BackendUnavailable(f"{what} not found (give its path, or set EDGE_POSE_DELEGATE_PATH)")
+            lib = str(found)
+            try:  # dlopen first: a library that cannot load never becomes a half-built runtime Delegate
+                ctypes.CDLL(lib)
+            except OSError as exc:
+                raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} failed to load: "
+                                         f"{_first_line(exc)}") from None
+            try:
+                delegates.append(rt.load_delegate(lib, {k: str(v) for k, v in
+                                                        options.get("delegate_options", {}).items()}))
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} failed to load: "
+                                         f"{_first_line(exc)}") from None
+        xnnpack = options.get("xnnpack", True) and not delegates
+        kwargs: dict[str, Any] = {"model_path": str(bundle.model_path), "num_threads": threads}
+        if delegates:
+            kwargs["experimental_delegates"] = delegates
+        if not xnnpack and rt.OpResolverType is not None:
+            kwargs["experimental_op_resolver_type"] = rt.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            interpreter = rt.Interpreter(**kwargs)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            if delegates:
+                raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} rejected the model: "
+                                         f"{_first_line(exc)}") from None
+            raise BundleError(f"{bundle.model_path}: LiteRT cannot load it ({_first_line(exc)})") from None
+        return LiteRTSession(bundle, interpreter, rt.label, accelerator, threads, lib, xnnpack)

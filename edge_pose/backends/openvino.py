@@ -1,0 +1,182 @@
+"""OpenVINO adapter: CPU, GPU, NPU or AUTO with explicit priorities; openvino is imported only in `load`.
+
+AUTO's default priority list leaves the NPU out, so plain "AUTO" is expanded to the devices present minus the NPU,
+and "AUTO:NPU,GPU,CPU" keeps the order given (dropping devices that are absent). Every compile uses the LATENCY
+hint and a model cache dir (NPU compiles ahead of time: the cache, or a precompiled blob from the manifest's
+`blobs`, keeps the second start fast). Models with a dynamic shape are reshaped to the manifest's static batch-1
+shape, which the NPU needs.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_pose.backends.base import BackendUnavailable
+from edge_pose.backends.tensors import check_tensor, input_shape, output_shape, run_batched
+from edge_pose.bundle import Bundle, BundleError
+
+CACHE_ENV = "EDGE_POSE_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-pose"
+    return Path(base) / "openvino"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith(("Exception from",
+                                                                                             "Traceback"))]
+    return lines[-1] if lines else type(exc).__name__
+
+
+@functools.lru_cache(maxsize=1)
+def _core():
+    import openvino as ov
+
+    return ov.Core()
+
+
+def _base(device: str) -> str:
+    return device.split(".")[0]
+
+
+def resolve_device(accelerator: str, available: list[str]) -> str:
+    """The device string to compile for, or BackendUnavailable saying what is missing."""
+    present = {_base(d) for d in available} | set(available)
+    if accelerator == "AUTO" or accelerator.startswith("AUTO:"):
+        asked = accelerator[5:].split(",") if ":" in accelerator else [d for d in ("GPU", "CPU") if d in present]
+        kept = [d for d in asked if d in present]
+        if not kept:
+            raise BackendUnavailable(f"none of {accelerator} is available (OpenVINO devices: {', '.join(available)})")
+        return "AUTO:" + ",".join(kept)
+    if accelerator not in present:
+        raise BackendUnavailable(f"{accelerator} not available (OpenVINO devices: {', '.join(available) or 'none'})")
+    return accelerator
+
+
+def _dtype(port) -> str:
+    return np.dtype(port.get_element_type().to_dtype()).name
+
+
+class OpenVINOSession:
+    def __init__(self, bundle: Bundle, compiled, device: str, source: str, config: dict[str, Any]):
+        self.bundle, self.compiled, self._device, self._source, self._config = bundle, compiled, device, source, config
+        m = bundle.manifest
+        if len(compiled.inputs) != 1:
+            raise BundleError(f"{bundle.model_path}: model has {len(compiled.inputs)} inputs, a pose model has one")
+        outs = compiled.outputs
+        out = next((o for o in outs if m.output.name in o.get_names()), outs[0] if len(outs) == 1 else None)
+        if out is None:
+            raise BundleError(f"{bundle.model_path}: no output named {m.output.name!r} "
+                              f"(outputs: {[o.get_any_name() for o in outs]})")
+        inp = compiled.inputs[0]
+        check_tensor(bundle, "input", inp.get_shape(), _dtype(inp), input_shape(m), m.input.dtype)
+        check_tensor(bundle, "output", out.get_shape(), _dtype(out), output_shape(m), m.output.dtype)
+        self._out = out
+        self._request = compiled.create_infer_request()
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        self._request.infer({0: x})
+        return self._request.get_tensor(self._out).data.copy()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return run_batched(self._run_one, batch, self.bundle.manifest, str(self.bundle.model_path))
+
+    def _prop(self, name: str):
+        try:
+            value = self.compiled.get_property(name)
+        except Exception:  # noqa: BLE001 - not every device (AUTO) reports every property
+            return None
+        if hasattr(value, "get_type_name"):  # an element type: report "f32", "f16", "bf16"
+            return value.get_type_name()
+        if hasattr(value, "name") and not isinstance(value, (str, list)):  # an enum such as PerformanceMode
+            return value.name
+        return value if isinstance(value, (int, float, str, list, bool)) else str(value)
+
+    def describe(self) -> dict[str, Any]:
+        from openvino import __version__
+
+        return {"backend": "openvino", "runtime": f"openvino {__version__.split('-')[0]}",
+                "accelerator": self._device, "execution_devices": self._prop("EXECUTION_DEVICES"),
+                "inference_precision": self._prop("INFERENCE_PRECISION_HINT"),
+                "threads": self._prop("INFERENCE_NUM_THREADS"), "performance_hint": self._prop("PERFORMANCE_HINT"),
+                "cache_dir": self._config.get("CACHE_DIR"), "source": self._source,
+                "precision": self.bundle.manifest.precision, "model": str(self.bundle.model_path)}
+
+
+class OpenVINOBackend:
+    name = "openvino"
+    formats = ("openvino", "onnx")
+
+    def available(self) -> str | None:
+        if importlib.util.find_spec("openvino") is None:
+            return "openvino not installed (pip install openvino)"
+        return None
+
+    def devices(self) -> list[str]:
+        return list(_core().available_devices)
+
+    def accelerator_absent(self, accelerator: str, options: dict[str, Any]) -> str | None:
+        try:
+            resolve_device(accelerator, self.devices())
+        except BackendUnavailable as exc:
+            return str(exc)
+        return None
+
+    def load(self, bundle: Bundle, accelerator: str = "CPU", options: dict[str, Any] | None = None
+             ) -> OpenVINOSession:
+        """options: threads (CPU only), cache_dir (False to disable), config (extra compile properties)."""
+        options = dict(options or {})
+        if bundle.manifest.format not in self.formats:
+            raise BackendUnavailable(f"openvino cannot load {bundle.manifest.format} bundles")
+        if self.available():
+            raise BackendUnavailable(self.available())
+        core = _core()
+        device = resolve_device(accelerator, list(core.available_devices))
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        cache = options.get("cache_dir", None)
+        if cache is not False:
+            cache = Path(cache) if cache else default_cache_dir()
+            cache.mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(cache)
+        if options.get("threads") and device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = int(options["threads"])
+        config.update(options.get("config", {}))
+        compiled, source = None, f"IR {bundle.manifest.model_file}"
+        blob = bundle.manifest.blobs.get(device)
+        if blob:
+            try:
+                compiled = core.import_model(bundle.file(blob).read_bytes(), device, config)
+                source = f"blob {blob}"
+            except Exception as exc:  # noqa: BLE001 - a stale blob (other driver) falls back to compiling
+                source = f"IR {bundle.manifest.model_file} (blob {blob} not importable: {_first_line(exc)})"
+        if compiled is None:
+            compiled = self._compile(core, bundle, device, config)
+        return OpenVINOSession(bundle, compiled, device, source, config)
+
+    def _compile(self, core, bundle: Bundle, device: str, config: dict[str, Any]):
+        try:
+            model = core.read_model(str(bundle.model_path))
+        except Exception as exc:  # noqa: BLE001 - corrupt or foreign file: one line, no C++ trace
+            raise BundleError(f"{bundle.model_path}: OpenVINO cannot read it ({_first_line(exc)})") from None
+        if len(model.inputs) != 1:
+            raise BundleError(f"{bundle.model_path}: model has {len(model.inputs)} inputs, a pose model has one")
+        shape = model.inputs[0].get_partial_shape()
+        want = input_shape(bundle.manifest)
+        if shape.is_dynamic:
+            try:  # static batch-1 shapes: the NPU needs them and every device runs faster with them
+                model.reshape(list(want))
+            except Exception as exc:  # noqa: BLE001
+                raise BundleError(f"{bundle.model_path}: cannot reshape input {shape} to the manifest's {want} "
+                                  f"({_first_line(exc)})") from None
+        else:  # refuse a mismatch before paying for a compile
+            check_tensor(bundle, "input", shape.to_shape(), _dtype(model.inputs[0]), want, bundle.manifest.input.dtype)
+        try:
+            return core.compile_model(model, device, config)
+        except Exception as exc:  # noqa: BLE001 - plugin missing or device refuses: fall back with the reason
+            raise BackendUnavailable(f"{device} could not compile the model: {_first_line(exc)}") from None

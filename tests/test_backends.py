@@ -1,0 +1,144 @@
+"""LiteRT and OpenVINO adapters on real bundles with the real runtimes: shapes, equality with the raw runtime,
+what describe() reports, and refusal of corrupt or mismatched bundles."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_pose.backends.base import BackendUnavailable
+from edge_pose.backends.litert import LiteRTBackend
+from edge_pose.backends.openvino import OpenVINOBackend, resolve_device
+from edge_pose.bundle import MANIFEST, BundleError, load_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rand(shape, seed=0):
+    return np.random.default_rng(seed).uniform(-2, 2, shape).astype(np.float32)
+
+
+def test_litert_infers_batch_equal_to_raw_interpreter(cpm_bundle):
+    from ai_edge_litert.interpreter import Interpreter
+
+    session = LiteRTBackend().load(cpm_bundle, "cpu", {"threads": 2})
+    x = _rand((3, 192, 192, 3)) * 100 + 128
+    out = session.infer(x)
+    assert out.shape == (3, 14, 96, 96) and out.dtype == np.float32
+    raw = Interpreter(model_path=str(cpm_bundle.model_path), num_threads=2)
+    raw.allocate_tensors()
+    i, o = raw.get_input_details()[0]["index"], raw.get_output_details()[0]["index"]
+    for n in range(3):
+        raw.set_tensor(i, x[n:n + 1])
+        raw.invoke()
+        np.testing.assert_allclose(out[n], raw.get_tensor(o)[0].transpose(2, 0, 1), rtol=1e-5, atol=1e-5)
+    d = session.describe()
+    assert d["backend"] == "litert" and d["runtime"].startswith("ai_edge_litert") and d["threads"] == 2
+    assert d["delegate_applied"] is True and d["delegate_partitions"] >= 1  # XNNPACK, as the interpreter reports
+
+
+def test_litert_without_xnnpack_reports_no_delegate(cpm_bundle):
+    d = LiteRTBackend().load(cpm_bundle, "cpu", {"threads": 1, "xnnpack": False}).describe()
+    assert d["delegate_applied"] is False and d["delegate"] is None
+
+
+def test_openvino_infers_batch_equal_to_raw_runtime(simplebaseline_ov_bundle):
+    import openvino as ov
+
+    session = OpenVINOBackend().load(simplebaseline_ov_bundle, "CPU", {"threads": 1})
+    x = _rand((2, 3, 256, 192), seed=1)
+    out = session.infer(x)
+    assert out.shape == (2, 17, 64, 48) and out.dtype == np.float32
+    raw = ov.Core().compile_model(str(simplebaseline_ov_bundle.model_path), "CPU")
+    for n in range(2):
+        np.testing.assert_allclose(out[n], raw(x[n:n + 1])[0][0], rtol=1e-4, atol=1e-5)
+    d = session.describe()
+    assert d["execution_devices"] == ["CPU"] and d["inference_precision"] == "f32" and d["threads"] == 1
+    assert d["performance_hint"] == "LATENCY" and d["cache_dir"]
+
+
+def test_openvino_auto_leaves_npu_out_unless_named():
+    assert resolve_device("AUTO", ["CPU", "GPU", "NPU"]) == "AUTO:GPU,CPU"
+    assert resolve_device("AUTO:NPU,GPU,CPU", ["CPU", "GPU.0", "NPU"]) == "AUTO:NPU,GPU,CPU"
+    assert resolve_device("AUTO:NPU,CPU", ["CPU"]) == "AUTO:CPU"
+    with pytest.raises(BackendUnavailable, match="NPU not available"):
+        resolve_device("NPU", ["CPU"])
+
+
+def test_openvino_npu_absent_here_is_unavailable_in_one_line(simplebaseline_ov_bundle):
+    import openvino as ov
+
+    if "NPU" in ov.Core().available_devices:
+        pytest.skip("this machine has an NPU")
+    with pytest.raises(BackendUnavailable) as e:
+        OpenVINOBackend().load(simplebaseline_ov_bundle, "NPU", {})
+    assert "NPU not available" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_delegate_library_is_unavailable_in_one_line(cpm_bundle, tmp_path):
+    with pytest.raises(BackendUnavailable) as e:
+        LiteRTBackend().load(cpm_bundle, "delegate", {"delegate": str(tmp_path / "libnope_delegate.so")})
+    assert "libnope_delegate.so" in str(e.value) and "\n" not in str(e.value)
+    bad = tmp_path / "libbroken_delegate.so"
+    bad.write_bytes(b"not a shared object")
+    with pytest.raises(BackendUnavailable, match="failed to load"):
+        LiteRTBackend().load(cpm_bundle, "delegate", {"delegate": str(bad)})
+
+
+def test_corrupt_model_file_is_refused_by_sha256(cpm_bundle, tmp_path):
+    copy = Path(shutil.copytree(cpm_bundle.path, tmp_path / "corrupt"))
+    data = bytearray((copy / "model.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "model.tflite").write_bytes(bytes(data))
+    with pytest.raises(BundleError) as e:
+        load_bundle(copy)
+    assert "sha256" in str(e.value) and "model.tflite" in str(e.value) and "\n" not in str(e.value)
+
+
+def _edit_manifest(bundle, dest: Path, **changes) -> Path:
+    copy = Path(shutil.copytree(bundle.path, dest))
+    doc = json.loads((copy / MANIFEST).read_text())
+    for dotted, value in changes.items():
+        part, key = dotted.split("__")
+        doc[part][key] = value
+    (copy / MANIFEST).write_text(json.dumps(doc))
+    return copy
+
+
+@pytest.mark.parametrize("change, words", [({"input__height": 256}, "input has shape (1, 192, 192, 3)"),
+                                           ({"output__heatmap_width": 48}, "output has shape"),
+                                           ({"input__dtype": "uint8"}, "dtype float32")])
+def test_manifest_not_matching_litert_model_is_refused(cpm_bundle, tmp_path, change, words):
+    bundle = load_bundle(_edit_manifest(cpm_bundle, tmp_path / "edited", **change))
+    with pytest.raises(BundleError) as e:
+        LiteRTBackend().load(bundle, "cpu", {})
+    msg = str(e.value)
+    assert words in msg and "model.tflite" in msg and "\n" not in msg
+
+
+def test_manifest_not_matching_openvino_model_is_refused(simplebaseline_ov_bundle, tmp_path):
+    bundle = load_bundle(_edit_manifest(simplebaseline_ov_bundle, tmp_path / "edited", input__width=256))
+    with pytest.raises(BundleError, match=r"model.xml: model input has shape \(1, 3, 256, 192\)"):
+        OpenVINOBackend().load(bundle, "CPU", {"cache_dir": False})
+
+
+def test_wrong_batch_shape_is_a_clear_error(cpm_bundle):
+    session = LiteRTBackend().load(cpm_bundle, "cpu", {"threads": 1})
+    with pytest.raises(BundleError, match="takes"):
+        session.infer(np.zeros((1, 3, 192, 192), np.float32))
+    assert session.infer(np.zeros((0, 192, 192, 3), np.float32)).shape == (0, 14, 96, 96)
+
+
+def test_import_edge_pose_stays_light():
+    code = ("import sys, edge_pose, edge_pose.select, edge_pose.backends.registry, edge_pose.cli.explain, "
+            "edge_pose.cli.devices, devices.detect\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'openvino', 'ai_edge_litert', 'tflite_runtime', 'nncf', "
+            "'onnx', 'converters', 'calibration') if m in sys.modules]\nprint(heavy)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
