@@ -142,3 +142,86 @@ def test_import_edge_pose_stays_light():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def _variant(bundle, dest: Path, extra_files: dict[str, Path], **manifest_changes):
+    """A copy of `bundle` written through write_bundle (so hashes are right) with extra files and changes."""
+    import copy
+
+    from edge_pose.bundle import write_bundle
+
+    m = copy.deepcopy(bundle.manifest)
+    for k, v in manifest_changes.items():
+        setattr(m, k, v)
+    files = {name: bundle.path / name for name in bundle.manifest.files}
+    files.update(extra_files)
+    return write_bundle(dest, m, files)
+
+
+def test_openvino_imports_precompiled_blob_and_falls_back_from_a_stale_one(simplebaseline_ov_bundle, tmp_path):
+    import openvino as ov
+
+    blob = tmp_path / "model.CPU.blob"
+    blob.write_bytes(ov.Core().compile_model(str(simplebaseline_ov_bundle.model_path), "CPU")
+                     .export_model().getvalue())
+    good = _variant(simplebaseline_ov_bundle, tmp_path / "with-blob", {"model.CPU.blob": blob},
+                    blobs={"CPU": "model.CPU.blob"})
+    x = _rand((1, 3, 256, 192), seed=2)
+    ref = OpenVINOBackend().load(simplebaseline_ov_bundle, "CPU", {"cache_dir": False}).infer(x)
+    s = OpenVINOBackend().load(good, "CPU", {"cache_dir": False})
+    assert s.describe()["source"] == "blob model.CPU.blob"
+    np.testing.assert_allclose(s.infer(x), ref, rtol=1e-5, atol=1e-6)
+    stale = tmp_path / "stale.blob"
+    stale.write_bytes(b"a blob from another driver" * 8)
+    bad = _variant(simplebaseline_ov_bundle, tmp_path / "stale-blob", {"model.CPU.blob": stale},
+                   blobs={"CPU": "model.CPU.blob"})
+    s = OpenVINOBackend().load(bad, "CPU", {"cache_dir": False})
+    assert "not importable" in s.describe()["source"] and s.describe()["source"].startswith("IR model.xml")
+    np.testing.assert_allclose(s.infer(x), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_openvino_reshapes_dynamic_model_to_static_batch_1(simplebaseline_ov_bundle, tmp_path):
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(simplebaseline_ov_bundle.model_path))
+    model.reshape([-1, 3, 256, 192])
+    ov.save_model(model, str(tmp_path / "model.xml"), compress_to_fp16=False)
+    dyn = _variant(simplebaseline_ov_bundle, tmp_path / "dynamic",
+                   {"model.xml": tmp_path / "model.xml", "model.bin": tmp_path / "model.bin"})
+    s = OpenVINOBackend().load(dyn, "CPU", {"cache_dir": tmp_path / "cache"})
+    assert list(s.compiled.inputs[0].get_shape()) == [1, 3, 256, 192]
+    assert any((tmp_path / "cache").iterdir())  # CACHE_DIR was used
+    assert s.infer(_rand((2, 3, 256, 192))).shape == (2, 17, 64, 48)
+
+
+def test_integer_outputs_are_dequantised_with_manifest_quantization(cpm_bundle):
+    import copy
+
+    from edge_pose.backends.tensors import to_heatmaps
+    from edge_pose.bundle import Quantization
+
+    m = copy.deepcopy(cpm_bundle.manifest)
+    m.output.dtype, m.output.quantization = "int8", Quantization(scale=0.5, zero_point=-3)
+    raw = np.array([-3, -1, 5, 127], np.int8).reshape(1, 1, 1, 4)  # NHWC with 4 "keypoints"
+    out = to_heatmaps(raw, m)
+    assert out.dtype == np.float32 and out.shape == (1, 4, 1, 1)
+    np.testing.assert_array_equal(out.ravel(), [0.0, 1.0, 4.0, 65.0])
+
+
+def test_litert_falls_back_to_tf_lite_when_ai_edge_litert_is_missing(cpm_bundle):
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('ai_edge_litert', 'tflite_runtime'):\n"
+        "            raise ImportError('blocked for the test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import numpy as np\n"
+        "from edge_pose.bundle import load_bundle\n"
+        "from edge_pose.backends.litert import LiteRTBackend\n"
+        f"s = LiteRTBackend().load(load_bundle({str(cpm_bundle.path)!r}), 'cpu', {{'threads': 1}})\n"
+        "print(s.describe()['runtime'], s.infer(np.zeros((1, 192, 192, 3), np.float32)).shape)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1].startswith("tf.lite ") and "(1, 14, 96, 96)" in r.stdout

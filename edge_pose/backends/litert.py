@@ -31,7 +31,7 @@ def _runtime() -> SimpleNamespace:
     """The first LiteRT runtime that imports: Interpreter, load_delegate, OpResolverType (or None), label."""
     errors = []
     for module, attr, label in RUNTIMES:
-        if importlib.util.find_spec(module.split(".")[0]) is None:
+        if not _installed(module):
             continue
         try:
             mod = importlib.import_module(module)
@@ -43,6 +43,14 @@ def _runtime() -> SimpleNamespace:
             errors.append(f"{label}: {type(exc).__name__}: {_first_line(exc)}")
     raise BackendUnavailable("no LiteRT runtime (pip install ai-edge-litert)" +
                              (f"; {'; '.join(errors)}" if errors else ""))
+
+
+def _installed(module: str) -> bool:
+    """Whether the top-level package can be found, without importing it (a broken finder counts as absent)."""
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _first_line(exc: BaseException) -> str:
@@ -113,7 +121,7 @@ class LiteRTBackend:
     accelerators = ("cpu", "gpu", "delegate")
 
     def available(self) -> str | None:
-        if any(importlib.util.find_spec(mod.split(".")[0]) for mod, _, _ in RUNTIMES):
+        if any(_installed(mod) for mod, _, _ in RUNTIMES):
             return None
         return "no LiteRT runtime installed (pip install ai-edge-litert)"
 
