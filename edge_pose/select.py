@@ -261,10 +261,14 @@ def try_plan(plan: list[Candidate]) -> tuple[Candidate, Any] | tuple[None, None]
             continue
         try:
             session = backends[c.backend].load(c.bundle, c.accelerator, c.options)
-            problem = self_check(session, c.bundle)
         except (BackendUnavailable, BundleError) as exc:
             c.status, c.reason, c.refused = FAILED, str(exc), isinstance(exc, BundleError)
             continue
+        try:
+            problem = self_check(session, c.bundle)
+        except Exception as exc:  # noqa: BLE001 - a delegate that loads but cannot run is a fallback, not a crash
+            text = str(exc).strip().splitlines()
+            problem = f"self-check: {type(exc).__name__}: {text[-1] if text else ''}"
         if problem:
             c.status, c.reason = FAILED, problem
             continue
@@ -286,7 +290,8 @@ def open_best(path, device: str = "auto", backend: str | None = None, accelerato
         if refusals:  # the bundle is wrong: say that, not "no backend"
             raise BundleError(refusals[0])
         tried = [f"{c.name} {c.label()}: {c.reason}" for c in candidates if c.bundle is not None]
-        err = NothingRuns(f"nothing in {path} runs on {profile.name}: " + "; ".join(tried or ["no candidates"]))
+        where = path.path if isinstance(path, Bundle) else path
+        err = NothingRuns(f"nothing in {where} runs on {profile.name}: " + "; ".join(tried or ["no candidates"]))
         err.plan = plan
         raise err
     return Loaded(chosen.bundle, session, plan, chosen)
