@@ -88,6 +88,9 @@ def test_missing_delegate_library_is_unavailable_in_one_line(cpm_bundle, tmp_pat
     bad.write_bytes(b"not a shared object")
     with pytest.raises(BackendUnavailable, match="failed to load"):
         LiteRTBackend().load(cpm_bundle, "delegate", {"delegate": str(bad)})
+    # a real shared library that loads but is no delegate (libm is on every Linux)
+    with pytest.raises(BackendUnavailable, match="is not a LiteRT delegate"):
+        LiteRTBackend().load(cpm_bundle, "delegate", {"delegate": "libm.so.6"})
 
 
 def test_corrupt_model_file_is_refused_by_sha256(cpm_bundle, tmp_path):

@@ -151,14 +151,17 @@ class LiteRTBackend:
                 raise BackendUnavailable(f"{what} not found (give its path, or set EDGE_POSE_DELEGATE_PATH)")
             lib = str(found)
             try:  # dlopen first: a library that cannot load never becomes a half-built runtime Delegate
-                ctypes.CDLL(lib)
+                handle = ctypes.CDLL(lib)
             except OSError as exc:
                 raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} failed to load: "
                                          f"{_first_line(exc)}") from None
+            if not hasattr(handle, "tflite_plugin_create_delegate"):
+                raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} is not a LiteRT delegate "
+                                         "(no tflite_plugin_create_delegate)")
             try:
                 delegates.append(rt.load_delegate(lib, {k: str(v) for k, v in
                                                         options.get("delegate_options", {}).items()}))
-            except (OSError, ValueError, RuntimeError) as exc:
+            except (OSError, ValueError, RuntimeError, AttributeError) as exc:
                 raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} failed to load: "
                                          f"{_first_line(exc)}") from None
         xnnpack = options.get("xnnpack", True) and not delegates
