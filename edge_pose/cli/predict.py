@@ -1,0 +1,151 @@
+"""Run a pose bundle on an image, a directory of images or a video.
+
+Writes OUT/keypoints.json (COCO keypoint results: image_id, category_id 1, keypoints as flat x, y, score in the
+model's keypoint order, score), the input drawn with skeletons (same file names, or OUT/<video>.mp4), and
+OUT/summary.json (what ran, keypoint names, people, per-stage times, PCK@0.2 when --gt is given). Person boxes come
+from --boxes (a COCO detections or ground-truth file, 'hog', or 'frame'), else from --gt, else the whole frame.
+image_id is the COCO id (from --boxes/--gt's images table or a COCO file name) when a COCO file is given, else the
+image's index in sorted order (the frame index for a video).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+HELP = "predict keypoints on an image, a folder of images or a video; write COCO results JSON and drawn images"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("bundle", metavar="BUNDLE_OR_DIR", help="a bundle directory or a directory of bundles")
+    parser.add_argument("input", metavar="INPUT", help="an image, a directory of images, or a video file")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
+    parser.add_argument("--boxes", metavar="FILE|hog|frame",
+                        help="person boxes: COCO detection results or ground-truth JSON, 'hog', or 'frame'")
+    parser.add_argument("--gt", metavar="COCO_JSON", help="COCO ground truth: image ids, boxes (unless --boxes) "
+                                                          "and PCK@0.2 in the summary")
+    parser.add_argument("--score-threshold", type=float, default=0.0, help="drop boxes scoring below (default 0)")
+    parser.add_argument("--device", default="auto", help="device profile name, or auto (default) to detect")
+    parser.add_argument("--backend", choices=("litert", "openvino"), help="try this backend first")
+    parser.add_argument("--accelerator", help="try this accelerator first (cpu|gpu|delegate, CPU|GPU|NPU|AUTO)")
+    parser.add_argument("--threads", type=int, help="inference threads")
+    parser.add_argument("--flip", action="store_true", default=None, help="flip test (default: the manifest's)")
+    parser.add_argument("--method", choices=("msra", "dark", "udp"), help="decode (default: the manifest's)")
+    parser.add_argument("--padding", type=float, default=1.25, help="box padding before cropping (default 1.25)")
+    parser.add_argument("--kpt-threshold", type=float, default=0.3, help="draw joints scoring at least this")
+    parser.add_argument("--no-draw", action="store_true", help="write only the JSON files")
+
+
+def _frames(path: Path, kind: str, reader=None, first=None):
+    """(name, index, image) for every readable input frame; unreadable images in a folder are skipped, said once."""
+    from edge_pose.media import MediaError, list_images, read_image
+
+    if kind == "image":
+        yield path.name, 0, first if first is not None else read_image(path)
+    elif kind == "dir":
+        for i, f in enumerate(list_images(path)):
+            try:
+                image = read_image(f)
+            except MediaError as exc:
+                print(f"\nedge-pose predict: skipped: {exc}", file=sys.stderr)
+                continue
+            yield f.name, i, image
+    else:
+        for i, frame in enumerate(reader):
+            yield f"{path.stem}_{i:06d}", i, frame
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from edge_pose.boxes import CocoBoxes, box_source
+    from edge_pose.draw import draw_people
+    from edge_pose.estimator import PoseEstimator
+    from edge_pose.media import MediaError, VideoReader, VideoWriter, kind_of, list_images, read_image, write_image
+    from edge_pose.metrics import joint_map, mean_pck, person_pck
+
+    src = Path(args.input)
+    kind = kind_of(src)
+    reader = VideoReader(src) if kind == "video" else None
+    first = read_image(src) if kind == "image" else None  # a bad input fails before the model loads
+    total = 1 if kind == "image" else len(list_images(src)) if kind == "dir" else (reader.frames or None)
+    gt = CocoBoxes(args.gt) if args.gt else None
+    boxes = box_source(args.boxes, args.score_threshold) if args.boxes else (gt or box_source(None))
+    coco_ids = boxes if isinstance(boxes, CocoBoxes) else gt
+    est = PoseEstimator(args.bundle, device=args.device, backend=args.backend, accelerator=args.accelerator,
+                        threads=args.threads, flip=args.flip, method=args.method, padding=args.padding)
+    names, skeleton = est.keypoints.names, est.keypoints.skeleton
+    pairs = joint_map(names)
+    gt_people = _gt_keypoints(args.gt) if args.gt else {}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    video = VideoWriter(out / f"{src.stem}.mp4", reader.fps) if reader is not None and not args.no_draw else None
+    results, pck, stages, frames, t_start = [], [], {"crop": 0.0, "infer": 0.0, "decode": 0.0}, 0, time.perf_counter()
+    try:
+        for name, index, image in _frames(src, kind, reader, first):
+            image_id = coco_ids.image_id(name) if coco_ids is not None and kind != "video" else None
+            image_id = index if image_id is None else image_id
+            people = est.predict(image, boxes.boxes(image, name))
+            for k in stages:
+                stages[k] += est.last_timings.get(k, 0.0)
+            for p in people:
+                flat = np.column_stack([p.keypoints, p.scores]).reshape(-1)
+                results.append({"image_id": image_id, "category_id": 1, "keypoints": [round(float(v), 3) for v in flat],
+                                "score": round(p.score, 5), "bbox": [round(float(v), 2) for v in p.box]})
+            pck += [person_pck(p.keypoints, a["keypoints"], a["bbox"], pairs)
+                    for p, a in _match(people, gt_people.get(image_id))]
+            if not args.no_draw:
+                drawn = draw_people(image, people, skeleton, names, args.kpt_threshold)
+                if video is not None:
+                    video.write(drawn)
+                else:
+                    write_image(out / name, drawn)
+            frames += 1
+            print(f"\rpredict: {frames}/{total or '?'} {'frames' if kind == 'video' else 'images'}, "
+                  f"{len(results)} people", end="", file=sys.stderr, flush=True)
+    finally:
+        if video is not None:
+            video.close()
+    print(file=sys.stderr)
+    if frames == 0:
+        raise MediaError(f"{src}: no readable images")
+    (out / "keypoints.json").write_text(json.dumps(results) + "\n")
+    summary = {"input": str(src), "bundle": str(est.bundle.path), "runs": est.describe(), "keypoints": names,
+               "skeleton": [list(e) for e in skeleton], "frames": frames, "people": len(results),
+               "seconds": round(time.perf_counter() - t_start, 3),
+               "ms_per_frame": {k: round(v / frames * 1e3, 3) for k, v in stages.items()}}
+    if gt_people:
+        summary["pck@0.2"] = {"value": mean_pck(pck), "people": sum(p is not None for p in pck),
+                              "definition": "per-person share of labelled joints within 0.2 x max(box w, h), "
+                                            "averaged over people; joints matched by name"}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    line = f"{frames} {'frames' if kind == 'video' else 'images'}, {len(results)} people -> {out}/keypoints.json"
+    if gt_people:
+        line += f"; PCK@0.2 {summary['pck@0.2']['value']:.3f} over {summary['pck@0.2']['people']} people"
+    ms = summary["ms_per_frame"]
+    print(line + f" ({ms['crop']:.1f} ms crop, {ms['infer']:.1f} ms infer, {ms['decode']:.1f} ms decode per frame)")
+    return 0
+
+
+def _gt_keypoints(path: str) -> dict[int, list[dict]]:
+    """image id -> non-crowd annotations with keypoints (box and flat keypoints)."""
+    from edge_pose.boxes import _read_json
+
+    data = _read_json(Path(path))
+    by_image: dict[int, list[dict]] = {}
+    for a in data.get("annotations", []) if isinstance(data, dict) else []:
+        if not a.get("iscrowd") and a.get("num_keypoints", 1) > 0 and "keypoints" in a:
+            by_image.setdefault(int(a["image_id"]), []).append(a)
+    return by_image
+
+
+def _match(people, annotations):
+    """Pair predicted people with ground-truth annotations by identical box (predictions made on GT boxes)."""
+    import numpy as np
+
+    for a in annotations or []:
+        for p in people:
+            if np.allclose(p.box, a["bbox"], atol=1e-2):
+                yield p, a
+                break

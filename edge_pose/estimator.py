@@ -1,0 +1,118 @@
+"""PoseEstimator: image + person boxes -> people with keypoints in image pixels, on the best backend here.
+
+The whole top-down pipeline in one place: boxes -> affine crops -> model input (from the manifest) -> heatmaps
+(session chosen by edge_pose.select) -> optional flip-test fusion -> vectorised decode -> back-projection.
+Per-stage wall times of the last call are kept in `last_timings` for bench and serve.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_pose.decode import decode_heatmaps, fuse_flip
+from edge_pose.errors import EdgePoseError
+from edge_pose.preprocess import crop_people, crop_to_image, to_model_input
+
+RESCORE_THRESHOLD = 0.2  # keypoints above this score count towards a person's score (mmpose's COCO rescoring)
+
+
+@dataclass
+class Person:
+    keypoints: np.ndarray  # float32 [K, 2] (x, y) image px
+    scores: np.ndarray  # float32 [K] heatmap maxima
+    box: np.ndarray  # float32 [4] x, y, w, h
+    box_score: float = 1.0
+    score: float = field(init=False)  # box score x mean confident keypoint score
+
+    def __post_init__(self):
+        good = self.scores[self.scores > RESCORE_THRESHOLD]
+        self.score = float(self.box_score * (good.mean() if good.size else 0.0))
+
+
+def _boxes_array(boxes, image_shape) -> np.ndarray:
+    """None -> the whole frame; [N, 4] xywh or [N, 5] xywh + score -> float32 [N, 5]."""
+    if boxes is None:
+        h, w = image_shape[:2]
+        return np.array([[0, 0, w, h, 1.0]], np.float32)
+    arr = np.asarray(boxes, dtype=np.float32)
+    if arr.size == 0:
+        return np.zeros((0, 5), np.float32)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        raise EdgePoseError(f"boxes must be [N, 4] (x, y, w, h) or [N, 5] with a score, got shape {arr.shape}")
+    if arr.shape[1] == 4:
+        arr = np.column_stack([arr, np.ones(len(arr), np.float32)])
+    return arr
+
+
+class PoseEstimator:
+    """`PoseEstimator(bundle_or_dir, device="auto").predict(image_bgr, boxes=None) -> list[Person]`.
+
+    `flip`, `method` and `blur_kernel` default to the manifest's decode settings; other keyword arguments
+    (backend, accelerator, threads, delegate) go to edge_pose.select.open_best.
+    """
+
+    def __init__(self, bundle_or_dir, device: str = "auto", flip: bool | None = None, method: str | None = None,
+                 blur_kernel: int | None = None, padding: float = 1.25, **select_options):
+        from edge_pose.select import open_best
+
+        self.loaded = open_best(bundle_or_dir, device=device, **select_options)
+        self.bundle = self.loaded.bundle
+        self.session = self.loaded.session
+        m = self.bundle.manifest
+        self.manifest = m
+        self.keypoints = m.keypoints
+        self.input_size = m.input.size
+        self.flip = m.decode.flip_test if flip is None else bool(flip)
+        self.method = method or m.decode.method
+        self.blur_kernel = blur_kernel or m.decode.blur_kernel
+        self.padding = padding
+        self.last_timings: dict[str, float] = {}
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.last_timings
+
+    def describe(self) -> dict:
+        return {"bundle": str(self.bundle.path), "chosen": self.loaded.chosen.label(), **self.session.describe(),
+                "decode": self.method, "flip_test": self.flip}
+
+    def heatmaps(self, crops_bgr: np.ndarray) -> np.ndarray:
+        """uint8 BGR crops [N, h, w, 3] -> heatmaps (N, K, H, W), flip-test fused when enabled."""
+        spec = self.manifest.input
+        hm = self.session.infer(to_model_input(crops_bgr, spec))
+        if self.flip:
+            flipped = self.session.infer(to_model_input(crops_bgr[:, :, ::-1], spec))
+            hm = fuse_flip(hm, flipped, self.keypoints.flip_indices, shift=self.method != "udp")
+        return hm
+
+    def predict_crops(self, crops_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model-sized uint8 BGR crops -> keypoints [N, K, 2] in crop px and scores [N, K]."""
+        t0 = time.perf_counter()
+        hm = self.heatmaps(np.asarray(crops_bgr))
+        t1 = time.perf_counter()
+        kp, scores = decode_heatmaps(hm, self.method, self.input_size, self.blur_kernel, layout="NCHW")
+        self.last_timings.update(infer=t1 - t0, decode=time.perf_counter() - t1)
+        return kp, scores
+
+    def predict(self, image_bgr: np.ndarray, boxes=None) -> list[Person]:
+        """People in one image; `boxes` [N, 4|5] (x, y, w, h[, score]) in image px, None for the whole frame."""
+        t0 = time.perf_counter()
+        self.last_timings = {"crop": 0.0, "infer": 0.0, "decode": 0.0}
+        arr = _boxes_array(boxes, getattr(image_bgr, "shape", (0, 0)))
+        crops = crop_people(image_bgr, arr[:, :4], self.input_size, self.padding)
+        self.last_timings["crop"] = time.perf_counter() - t0
+        if len(arr) == 0:
+            self.last_timings["total"] = time.perf_counter() - t0
+            return []
+        kp, scores = self.predict_crops(crops.images)
+        t2 = time.perf_counter()
+        kp_img = crop_to_image(kp, crops.centers, crops.scales, self.input_size)
+        people = [Person(kp_img[i], scores[i], arr[i, :4].copy(), float(arr[i, 4])) for i in range(len(arr))]
+        self.last_timings["decode"] += time.perf_counter() - t2
+        self.last_timings["total"] = time.perf_counter() - t0
+        self.last_timings["people"] = len(people)
+        return people
