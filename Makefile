@@ -9,6 +9,7 @@ EXTRAS := litert,openvino,convert,serve,bench,dev
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip uninstall --quiet -y opencv-python-headless 2>/dev/null || true  # replaced by the contrib build
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 

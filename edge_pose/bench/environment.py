@@ -12,7 +12,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-RUNTIME_PACKAGES = ("edge-pose", "ai-edge-litert", "tflite-runtime", "openvino", "numpy", "opencv-python-headless")
+RUNTIME_PACKAGES = ("edge-pose", "ai-edge-litert", "tflite-runtime", "openvino", "numpy", "opencv-contrib-python-headless")
 
 
 def _read(path: Path) -> str | None:

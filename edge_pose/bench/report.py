@@ -26,6 +26,16 @@ def device_label(doc: dict) -> str:
     return f"{doc['device'].get('profile') or '?'} ({env.get('hostname') or '?'})"
 
 
+def in_use(runtime: dict) -> str:
+    """The accelerator as the runtime reports it: OpenVINO's execution devices, LiteRT's applied delegate."""
+    devices = runtime.get("execution_devices")
+    if devices:
+        return ",".join(devices) if isinstance(devices, list) else str(devices)
+    if runtime.get("backend") == "litert":
+        return runtime.get("delegate") if runtime.get("delegate_applied") else "cpu (no delegate)"
+    return str(runtime.get("accelerator") or "?")
+
+
 def rows(docs: list[dict]) -> list[dict]:
     """One flat row per measured variant, from every file; nothing is dropped or averaged away."""
     out = []
@@ -37,7 +47,7 @@ def rows(docs: list[dict]) -> list[dict]:
             out.append({
                 "device": device_label(doc), "model": r["model"], "format": r["format"],
                 "precision": r["precision"], "backend": rt.get("backend", "?"),
-                "accelerator": rt.get("accelerator") or rt.get("device") or "?",
+                "accelerator": in_use(rt),
                 "threads": rt.get("threads"), **r["latency"], "load_s": r["load_s"],
             })
     return out
@@ -90,20 +100,21 @@ def charts(table: list[dict], ups: list[dict], out_dir: Path) -> list[Path]:
     devices = sorted({r["device"] for r in table})
     variants = sorted({(r["model"], r["format"], r["precision"], r["threads"]) for r in table}, key=str)
     by = {(r["device"], (r["model"], r["format"], r["precision"], r["threads"])): r for r in table}
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(variants) * max(1, len(devices))), 4.5))
-    width = 0.8 / max(1, len(devices))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(variants) * max(1, len(devices))))
+    height = 0.8 / max(1, len(devices))
     for i, dev in enumerate(devices):
-        xs, p50, err = [], [], []
+        ys, p50, err = [], [], []
         for j, var in enumerate(variants):
             if (dev, var) in by:
                 r = by[(dev, var)]
-                xs.append(j + i * width)
+                ys.append(j + i * height)
                 p50.append(r["p50_ms"])
                 err.append(r["p90_ms"] - r["p50_ms"])
-        ax.bar(xs, p50, width, yerr=[[0] * len(err), err], capsize=3, label=dev)
-    ax.set_xticks([j + width * (len(devices) - 1) / 2 for j in range(len(variants))])
-    ax.set_xticklabels([f"{m}\n{f} {p}" + (f" {t}t" if t else "") for m, f, p, t in variants], fontsize=7)
-    ax.set_ylabel("latency p50 (ms), whisker to p90")
+        ax.barh(ys, p50, height, xerr=[[0] * len(err), err], capsize=3, label=dev)
+    ax.set_yticks([j + height * (len(devices) - 1) / 2 for j in range(len(variants))])
+    ax.set_yticklabels([f"{m} {f} {p}" + (f" {t}t" if t else "") for m, f, p, t in variants], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("latency p50 (ms), whisker to p90")
     ax.set_title("Inference latency per device and variant")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -115,16 +126,17 @@ def charts(table: list[dict], ups: list[dict], out_dir: Path) -> list[Path]:
         for u in ups:
             groups[u["precision"]].append(u)
         labels = sorted({(u["device"], u["model"], u["format"], u["backend"], u["threads"]) for u in ups}, key=str)
-        fig, ax = plt.subplots(figsize=(max(6, 1.0 * len(labels) * len(groups)), 4.5))
-        width = 0.8 / len(groups)
+        fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(labels) * len(groups)))
+        height = 0.8 / len(groups)
         for i, (prec, items) in enumerate(sorted(groups.items())):
             val = {(u["device"], u["model"], u["format"], u["backend"], u["threads"]): u["speedup"] for u in items}
-            xs = [j + i * width for j, lab in enumerate(labels) if lab in val]
-            ax.bar(xs, [val[lab] for lab in labels if lab in val], width, label=prec)
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_xticks([j + width * (len(groups) - 1) / 2 for j in range(len(labels))])
-        ax.set_xticklabels([f"{d}\n{m} {f}/{b}" for d, m, f, b, _ in labels], fontsize=7)
-        ax.set_ylabel("speedup over fp32 (p50)")
+            ys = [j + i * height for j, lab in enumerate(labels) if lab in val]
+            ax.barh(ys, [val[lab] for lab in labels if lab in val], height, label=prec)
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_yticks([j + height * (len(groups) - 1) / 2 for j in range(len(labels))])
+        ax.set_yticklabels([f"{d}: {m} {f}/{b}" + (f" {t}t" if t else "") for d, m, f, b, t in labels], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("speedup over fp32 (p50)")
         ax.set_title("Quantisation speedup over fp32")
         ax.legend(fontsize=7)
         fig.tight_layout()
