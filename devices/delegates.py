@@ -6,6 +6,7 @@ GPU delegate is looked for. `root` lets tests point the search at a fake file tr
 from __future__ import annotations
 
 import ctypes.util
+import functools
 import os
 from pathlib import Path
 
@@ -46,11 +47,16 @@ def find_delegate(kind_or_name: str, root: str | os.PathLike = "/") -> Path | No
                 return d / name
     if str(root) == "/":
         for name in names:
-            short = name[3:].split(".so")[0] if name.startswith("lib") else name
-            found = ctypes.util.find_library(short)
+            found = _ldconfig(name[3:].split(".so")[0] if name.startswith("lib") else name)
             if found:
                 return Path(found)
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _ldconfig(short: str) -> str | None:
+    """ctypes' search of the linker cache (it runs ldconfig: slow enough to do once per name)."""
+    return ctypes.util.find_library(short)
 
 
 def find_delegates(root: str | os.PathLike = "/") -> dict[str, Path]:

@@ -65,7 +65,7 @@ def run_batched(run_one: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, 
                 where: str) -> np.ndarray:
     """Models are static batch-1: check the batch and run it one sample at a time."""
     expect = input_shape(m)[1:]
-    batch = np.asarray(batch)
+    batch = np.ascontiguousarray(batch)
     if batch.ndim == 3:
         batch = batch[None]
     if batch.ndim != 4 or batch.shape[1:] != expect:
