@@ -14,7 +14,6 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 from shared import coco_mini
 
 from edge_pose import Person, PoseEstimator
