@@ -115,3 +115,18 @@ def test_stacked_blur_equals_per_map_blur(heatmaps):
         padded = np.zeros((74, 58), np.float32)
         padded[5:-5, 5:-5] = m
         np.testing.assert_array_equal(blurred[i], cv2.GaussianBlur(padded, (11, 11), 0)[5:-5, 5:-5])
+
+
+def test_benchmark_script_checks_agreement_and_prints_its_table():
+    """benchmarks/decode.py compares against its own per-keypoint loop before timing; keep it runnable."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "decode.py"
+    res = subprocess.run([sys.executable, str(script), "--people", "1", "2", "--repeat", "1"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    rows = [ln.split() for ln in res.stdout.splitlines()[2:]]
+    assert [(r[0], r[1]) for r in rows] == [(m, n) for m in ("msra", "dark", "udp") for n in ("1", "2")]
+    assert all(float(r[5]) <= 1e-3 for r in rows)  # vectorised == loop reference
