@@ -1,0 +1,220 @@
+"""The daemon's parts on their own, with real files and real OpenCV: config validation (one-line errors naming file
+and key), the newest-frame capture, tracking ids and One-Euro smoothing, Prometheus text, JSON-lines rotation.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from serve_env import EDGE_POSE, ROOT, free_port, person_frames
+
+from edge_pose.cli.main import main as cli_main
+from edge_pose.serve.jsonl_sink import JsonlSink
+from edge_pose.serve.metrics import Registry
+from edge_pose.serve.sources import Capture
+from edge_pose.serve.tracking import OneEuro, Tracker
+
+
+@pytest.fixture()
+def bundle_dir(tmp_path):
+    d = tmp_path / "bundle"
+    d.mkdir()
+    (d / "edge_pose.json").write_text("{}")  # config validation only checks that a bundle is there
+    return d
+
+
+def _cli(argv, capsys) -> tuple[int, list[str]]:
+    code = cli_main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_check_config_accepts_a_good_file(tmp_path, bundle_dir, capsys):
+    good = tmp_path / "good.toml"
+    good.write_text(f'[model]\nbundle = "{bundle_dir}"\n[source]\nuri = 0\n[mqtt]\nenabled = true\n'
+                    f'[tracking]\nenabled = true\nbeta = 1\n')
+    assert cli_main(["serve", "--check-config", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "source 0" in out and "mqtt 127.0.0.1:1883 edge-pose/poses" in out
+
+
+@pytest.mark.parametrize("body, key", [
+    ("[model\nbundle = 1", "not valid TOML"),
+    ('[http]\nport = "eighty"', "[http] port: expected an integer"),
+    ("[http]\nport = 99999", "[http] port: must be 0..65535"),
+    ("[mqtt]\nqos_level = 1", "[mqtt] qos_level: unknown key"),
+    ("[cameras]\nx = 1", "[cameras]: unknown section"),
+    ('[persons]\nboxes = "yolo.json"', "[persons] boxes: a COCO detections file"),
+    ('[http]\nhost = "0.0.0.0"', "[http] token: required when binding 0.0.0.0"),
+    ('[mqtt]\nenabled = true\ntopic = "a/#"', "[mqtt] topic: must be a non-empty topic without wildcards"),
+    ('[jsonl]\npath = "/no/such/dir/x.jsonl"', "[jsonl] path: directory /no/such/dir does not exist"),
+    ('[log]\nlevel = "loud"', "[log] level"),
+])
+def test_check_config_rejects_with_one_line_naming_file_and_key(tmp_path, bundle_dir, capsys, monkeypatch, body,
+                                                                 key):
+    monkeypatch.delenv("EDGE_POSE_TOKEN", raising=False)
+    bad = tmp_path / "bad.toml"
+    base = f'[model]\nbundle = "{bundle_dir}"\n[source]\nuri = "/dev/video0"\n'
+    bad.write_text(body if "TOML" in key else base + body)
+    code, lines = _cli(["serve", "--check-config", str(bad)], capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert str(bad) in lines[0] and key in lines[0], lines[0]
+
+
+def test_missing_bundle_and_source_are_named(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[source]\nuri = "x.mp4"\n')
+    code, lines = _cli(["serve", "--check-config", str(cfg)], capsys)
+    assert code == 2 and lines == [f"edge-pose serve: error: {cfg}: [model] bundle: required (a bundle directory "
+                                   f"with edge_pose.json; or --bundle PATH)"]
+    code, lines = _cli(["serve", "--check-config", str(cfg), "--bundle", str(tmp_path)], capsys)
+    assert code == 2 and lines == [f"edge-pose serve: error: {cfg}: [model] bundle: no edge_pose.json in {tmp_path}"]
+
+
+def test_refuses_to_serve_off_loopback_without_a_token(tmp_path, bundle_dir):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([str(EDGE_POSE), "serve", "--bundle", str(bundle_dir), "--source", "0",
+                          "--http", f"0.0.0.0:{free_port()}"], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "[http] token: required when binding 0.0.0.0" in lines[0], run.stderr
+
+
+def test_capture_keeps_only_the_newest_frame_and_counts_drops(tmp_path):
+    for i, frame in enumerate(person_frames(n=4)):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), frame)
+    reads, drops = [], []
+    cap = Capture(str(tmp_path), loop=True, fps=400, on_read=lambda: reads.append(1), on_drop=lambda: drops.append(1))
+    cap.start()
+    first = cap.latest(timeout=5)
+    assert first is not None and first.name.endswith(".jpg") and first.image.shape == (320, 240, 3)
+    deadline = time.monotonic() + 10
+    while cap.frames_read < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    cap.stop()
+    cap.join(5)
+    newest = cap.latest(timeout=0)
+    assert newest.index == cap.frames_read >= 40, "the slot holds the newest frame"
+    assert cap.latest(timeout=0) is None, "each frame is handed out once"
+    assert cap.frames_dropped == cap.frames_read - 2, "every frame not taken was counted as dropped"
+    assert len(reads) == cap.frames_read and len(drops) == cap.frames_dropped
+    assert cap.state == "stopped"
+
+
+def _person(center, rng=None, noise=0.0):
+    offsets = np.array([[0, -40], [-15, -20], [15, -20], [-10, 20], [10, 20], [-10, 60], [10, 60]], float)
+    kp = np.asarray(center, float) + offsets
+    if rng is not None:
+        kp = kp + rng.normal(0, noise, kp.shape)
+    return {"keypoints": kp, "scores": np.full(len(kp), 0.9), "box": None}
+
+
+def test_tracker_keeps_ids_when_people_move_and_swap_order():
+    sigmas = [0.08] * 7
+    for match in ("oks", "iou"):
+        tracker = Tracker(match=match, threshold=0.3, max_missed=2, smoothing=False, sigmas=sigmas)
+        ids_a, ids_b = [], []
+        for t in range(10):
+            a, b = _person((100 + 3 * t, 100)), _person((300 - 3 * t, 120))
+            people = tracker.update([a, b] if t % 2 else [b, a], t / 10)
+            ids = {round(p["keypoints"][0, 0]): p["id"] for p in people}
+            ids_a.append(ids[100 + 3 * t])
+            ids_b.append(ids[300 - 3 * t])
+        assert set(ids_a) == {ids_a[0]} and set(ids_b) == {ids_b[0]} and ids_a[0] != ids_b[0], match
+        newcomer = tracker.update([_person((500, 300))], 1.0)[0]
+        assert newcomer["id"] == 3
+        for t in range(3):
+            tracker.update([_person((500, 300))], 1.1 + t / 10)
+        assert [tr.id for tr in tracker.tracks] == [3], "unseen tracks expire after max_missed frames"
+
+
+def test_one_euro_smooths_jitter_and_follows_motion():
+    rng = np.random.default_rng(0)
+    f = OneEuro(min_cutoff=1.0, beta=0.05)
+    still = [f(np.array([[50.0, 50.0]]) + rng.normal(0, 2, (1, 2)), t / 30)[0] for t in range(60)]
+    assert np.std(np.array(still)[20:], axis=0).max() < 0.5 * 2
+    out = None
+    for t in range(60, 120):  # jump 100 px and hold: the filter must arrive
+        out = f(np.array([[150.0, 50.0]]), t / 30)
+    assert abs(out[0, 0] - 150.0) < 1.0
+
+    smoothed = Tracker(smoothing=True, sigmas=[0.08] * 7)
+    raw = []
+    for t in range(40):
+        p = smoothed.update([_person((200, 200), rng, noise=3.0)], t / 30)[0]
+        raw.append(p["keypoints"][0])
+    assert np.std(np.array(raw)[10:], axis=0).max() < 2.0, "jitter of 3 px should be damped"
+
+
+def test_prometheus_text_format():
+    r = Registry()
+    c = r.counter("x_total", "Things.", ("kind",))
+    c.inc(kind='a"b')
+    h = r.histogram("lat_seconds", "Latency.", ("stage",), buckets=(0.1, 1.0))
+    for v in (0.05, 0.5, 5.0):
+        h.observe(v, stage="infer")
+    r.info("backend", "What runs.").set_info(backend="openvino")
+    text = r.render()
+    assert '# TYPE x_total counter\nx_total{kind="a\\"b"} 1\n' in text
+    assert 'lat_seconds_bucket{stage="infer",le="0.1"} 1' in text
+    assert 'lat_seconds_bucket{stage="infer",le="1"} 2' in text
+    assert 'lat_seconds_bucket{stage="infer",le="+Inf"} 3' in text
+    assert 'lat_seconds_count{stage="infer"} 3' in text and 'lat_seconds_sum{stage="infer"} 5.55' in text
+    assert 'backend_info{backend="openvino"} 1' in text
+
+
+def test_jsonl_rotation_keeps_every_line_up_to_the_backup_count(tmp_path):
+    path = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(path), max_bytes=1024, backups=50, flush_s=10)
+    for seq in range(1, 201):
+        sink.submit(seq, json.dumps({"seq": seq, "pad": "x" * 40}))
+    sink.close()
+    files = sorted(tmp_path.glob("out.jsonl.*"), key=lambda p: -int(p.suffix[1:])) + [path]
+    assert all(f.stat().st_size <= 1024 for f in files) and sink.rotations == len(files) - 1
+    seqs = [json.loads(line)["seq"] for f in files for line in f.read_text().splitlines()]
+    assert seqs == list(range(1, 201)) and sink.written == 200 and sink.dropped == 0
+
+
+def test_docs_config_reference_is_complete_and_valid():
+    """The TOML block in docs/serve.md parses, uses only known keys, and documents every key with its default."""
+    import re
+    import tomllib
+    from dataclasses import asdict
+
+    from edge_pose.serve.config import ServeConfig, from_dict
+
+    text = (ROOT / "docs" / "serve.md").read_text()
+    block = re.search(r"## Config reference.*?```toml\n(.*?)```", text, re.S).group(1)
+    data = tomllib.loads(block)
+    from_dict(data, "docs/serve.md")  # raises on unknown sections or keys
+    defaults = asdict(ServeConfig())
+    for section, keys in defaults.items():
+        if section == "origin":
+            continue
+        assert set(data[section]) == set(keys), f"[{section}] documented keys differ"
+        for key, value in keys.items():
+            if key not in ("bundle", "uri"):
+                assert data[section][key] == value, f"[{section}] {key}: docs say {data[section][key]!r}"
+
+
+def test_systemd_unit_runs_serve_with_sigterm(tmp_path):
+    import configparser
+    import shutil
+
+    unit = (ROOT / "packaging" / "edge-pose.service").read_text()
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string(unit)
+    service = parser["Service"]
+    assert service["ExecStart"].endswith("edge-pose serve --config /etc/edge-pose/serve.toml")
+    assert "--check-config" in service["ExecStartPre"] and service["KillSignal"] == "SIGTERM"
+    assert parser["Install"]["WantedBy"] == "multi-user.target"
+    if shutil.which("systemd-analyze"):
+        local = tmp_path / "edge-pose.service"
+        local.write_text(unit.replace("/opt/edge-pose/.venv/bin/edge-pose", str(EDGE_POSE)))
+        run = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True, timeout=60)
+        problems = [ln for ln in run.stderr.splitlines() if "edge-pose.service" in ln]
+        assert not problems, run.stderr
