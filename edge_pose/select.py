@@ -14,6 +14,7 @@ import numpy as np
 
 from devices.profiles import Preference, Profile, ProfileError, get_profile, load_profiles
 from edge_pose.backends.base import BackendUnavailable
+from edge_pose.backends.imports import one_line
 from edge_pose.backends.tensors import DTYPES, input_shape
 from edge_pose.bundle import Bundle, BundleError, is_bundle, load_bundle
 from edge_pose.errors import EdgePoseError
@@ -173,11 +174,11 @@ def build_plan(bundles: list[Bundle], profile: Profile, backend: str | None = No
                 c.options["delegate"] = delegate
     delegate_used = delegate and any("delegate" in c.options for c in plan if c.status != SKIPPED)
     if backend or accelerator or (delegate and not delegate_used):
-        plan = _requested(plan, bundles, backends, backend, accelerator, threads, delegate) + plan
+        plan = _requested(plan, backends, backend, accelerator, threads, delegate) + plan
     return _precheck(plan, backends)
 
 
-def _requested(plan, bundles, backends, backend, accelerator, threads, delegate) -> list[Candidate]:
+def _requested(plan, backends, backend, accelerator, threads, delegate) -> list[Candidate]:
     """Candidates for an explicit request, in the profile's bundle order (bundles it does not list last)."""
     order = [c.bundle for c in plan if c.bundle is not None]
     order = [b for i, b in enumerate(order) if all(b is not o for o in order[:i])]
@@ -267,8 +268,7 @@ def try_plan(plan: list[Candidate]) -> tuple[Candidate, Any] | tuple[None, None]
         try:
             problem = self_check(session, c.bundle)
         except Exception as exc:  # noqa: BLE001 - a delegate that loads but cannot run is a fallback, not a crash
-            text = str(exc).strip().splitlines()
-            problem = f"self-check: {type(exc).__name__}: {text[-1] if text else ''}"
+            problem = f"self-check: {type(exc).__name__}: {one_line(exc)}"
         if problem:
             c.status, c.reason = FAILED, problem
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,24 @@ def test_cli_explain_prints_plan_with_chosen_and_reasons(both):
     assert [c["status"] for c in doc["candidates"]].count("chosen") == 1 and doc["runs"]["backend"]
     r = _cli("explain", str(both / "nope"))
     assert r.returncode == 2 and "no such bundle or directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_without_openvino_installed_the_plan_falls_back_to_litert_with_reason(both):
+    """A device image without OpenVINO: an import blocker makes it absent in a fresh interpreter."""
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] == 'openvino':\n"
+        "            raise ImportError('blocked for the test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from edge_pose.select import open_best\n"
+        f"loaded = open_best({str(both)!r}, device='generic-x86-64', threads=1)\n"
+        "sb = [c for c in loaded.plan.candidates if c.name == 'sb-openvino-fp32']\n"
+        "print(loaded.chosen.name, loaded.chosen.backend)\n"
+        "print(sb[0].status, '|', sb[0].reason)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    chosen, skipped = r.stdout.strip().splitlines()[-2:]
+    assert chosen == "cpm-tflite-fp32 litert"
+    assert skipped == "skipped | openvino not installed (pip install openvino)"

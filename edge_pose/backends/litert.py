@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import importlib
-import importlib.util
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +17,7 @@ import numpy as np
 
 from devices.delegates import find_delegate
 from edge_pose.backends.base import BackendUnavailable
+from edge_pose.backends.imports import installed, one_line
 from edge_pose.backends.tensors import check_quantization, check_tensor, input_shape, output_shape, run_batched
 from edge_pose.bundle import Bundle, BundleError
 
@@ -31,7 +31,7 @@ def _runtime() -> SimpleNamespace:
     """The first LiteRT runtime that imports: Interpreter, load_delegate, OpResolverType (or None), label."""
     errors = []
     for module, attr, label in RUNTIMES:
-        if not _installed(module):
+        if not installed(module):
             continue
         try:
             mod = importlib.import_module(module)
@@ -40,22 +40,9 @@ def _runtime() -> SimpleNamespace:
             return SimpleNamespace(Interpreter=mod.Interpreter, load_delegate=load_delegate,
                                    OpResolverType=getattr(mod, "OpResolverType", None), label=label)
         except Exception as exc:  # noqa: BLE001 - a broken runtime install is one reason among several
-            errors.append(f"{label}: {type(exc).__name__}: {_first_line(exc)}")
+            errors.append(f"{label}: {type(exc).__name__}: {one_line(exc)}")
     raise BackendUnavailable("no LiteRT runtime (pip install ai-edge-litert)" +
                              (f"; {'; '.join(errors)}" if errors else ""))
-
-
-def _installed(module: str) -> bool:
-    """Whether the top-level package can be found, without importing it (a broken finder counts as absent)."""
-    try:
-        return importlib.util.find_spec(module.split(".")[0]) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _version(label: str) -> str:
@@ -121,7 +108,7 @@ class LiteRTBackend:
     accelerators = ("cpu", "gpu", "delegate")
 
     def available(self) -> str | None:
-        if any(_installed(mod) for mod, _, _ in RUNTIMES):
+        if any(installed(mod) for mod, _, _ in RUNTIMES):
             return None
         return "no LiteRT runtime installed (pip install ai-edge-litert)"
 
@@ -154,7 +141,7 @@ class LiteRTBackend:
                 handle = ctypes.CDLL(lib)
             except OSError as exc:
                 raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} failed to load: "
-                                         f"{_first_line(exc)}") from None
+                                         f"{one_line(exc)}") from None
             if not hasattr(handle, "tflite_plugin_create_delegate"):
                 raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} is not a LiteRT delegate "
                                          "(no tflite_plugin_create_delegate)")
@@ -163,7 +150,7 @@ class LiteRTBackend:
                                                         options.get("delegate_options", {}).items()}))
             except (OSError, ValueError, RuntimeError, AttributeError) as exc:
                 raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} failed to load: "
-                                         f"{_first_line(exc)}") from None
+                                         f"{one_line(exc)}") from None
         xnnpack = options.get("xnnpack", True) and not delegates
         kwargs: dict[str, Any] = {"model_path": str(bundle.model_path), "num_threads": threads}
         if delegates:
@@ -176,6 +163,6 @@ class LiteRTBackend:
         except (ValueError, RuntimeError) as exc:
             if delegates:
                 raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} rejected the model: "
-                                         f"{_first_line(exc)}") from None
-            raise BundleError(f"{bundle.model_path}: LiteRT cannot load it ({_first_line(exc)})") from None
+                                         f"{one_line(exc)}") from None
+            raise BundleError(f"{bundle.model_path}: LiteRT cannot load it ({one_line(exc)})") from None
         return LiteRTSession(bundle, interpreter, rt.label, accelerator, threads, lib, xnnpack)

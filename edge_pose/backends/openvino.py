@@ -9,7 +9,6 @@ shape, which the NPU needs.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge_pose.backends.base import BackendUnavailable
+from edge_pose.backends.imports import installed, one_line
 from edge_pose.backends.tensors import check_tensor, input_shape, output_shape, run_batched
 from edge_pose.bundle import Bundle, BundleError
 
@@ -26,12 +26,6 @@ CACHE_ENV = "EDGE_POSE_CACHE_DIR"
 def default_cache_dir() -> Path:
     base = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-pose"
     return Path(base) / "openvino"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith(("Exception from",
-                                                                                             "Traceback"))]
-    return lines[-1] if lines else type(exc).__name__
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,7 +108,7 @@ class OpenVINOBackend:
     formats = ("openvino", "onnx")
 
     def available(self) -> str | None:
-        if importlib.util.find_spec("openvino") is None:
+        if not installed("openvino"):
             return "openvino not installed (pip install openvino)"
         return None
 
@@ -154,7 +148,8 @@ class OpenVINOBackend:
                 compiled = core.import_model(bundle.file(blob).read_bytes(), device, config)
                 source = f"blob {blob}"
             except Exception as exc:  # noqa: BLE001 - a stale blob (other driver) falls back to compiling
-                source = f"IR {bundle.manifest.model_file} (blob {blob} not importable: {_first_line(exc)})"
+                why = one_line(exc, last=True)
+                source = f"IR {bundle.manifest.model_file} (blob {blob} not importable: {why})"
         if compiled is None:
             compiled = self._compile(core, bundle, device, config)
         return OpenVINOSession(bundle, compiled, device, source, config)
@@ -163,7 +158,7 @@ class OpenVINOBackend:
         try:
             model = core.read_model(str(bundle.model_path))
         except Exception as exc:  # noqa: BLE001 - corrupt or foreign file: one line, no C++ trace
-            raise BundleError(f"{bundle.model_path}: OpenVINO cannot read it ({_first_line(exc)})") from None
+            raise BundleError(f"{bundle.model_path}: OpenVINO cannot read it ({one_line(exc, last=True)})") from None
         if len(model.inputs) != 1:
             raise BundleError(f"{bundle.model_path}: model has {len(model.inputs)} inputs, a pose model has one")
         shape = model.inputs[0].get_partial_shape()
@@ -173,10 +168,10 @@ class OpenVINOBackend:
                 model.reshape(list(want))
             except Exception as exc:  # noqa: BLE001
                 raise BundleError(f"{bundle.model_path}: cannot reshape input {shape} to the manifest's {want} "
-                                  f"({_first_line(exc)})") from None
+                                  f"({one_line(exc, last=True)})") from None
         else:  # refuse a mismatch before paying for a compile
             check_tensor(bundle, "input", shape.to_shape(), _dtype(model.inputs[0]), want, bundle.manifest.input.dtype)
         try:
             return core.compile_model(model, device, config)
         except Exception as exc:  # noqa: BLE001 - plugin missing or device refuses: fall back with the reason
-            raise BackendUnavailable(f"{device} could not compile the model: {_first_line(exc)}") from None
+            raise BackendUnavailable(f"{device} could not compile the model: {one_line(exc, last=True)}") from None
