@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,13 @@ def test_cli_devices_lists_profiles_and_detects_with_reasons():
     r = _cli("devices", "detect", "--json")
     doc = json.loads(r.stdout)
     assert doc["profile"] == here.profile.name and doc["facts"]["machine"] == here.facts.machine
+
+
+def test_cli_bad_user_profile_is_one_line_exit_2(tmp_path):
+    (tmp_path / "bad.toml").write_text('name = "bad"\ndescription = "d"\n[[prefer]]\nformat = "tflite"\n'
+                                       'precision = "fp32"\nbackend = "litert"\naccelerator = "tpu"\n')
+    env = dict(os.environ, EDGE_POSE_DEVICES_DIR=str(tmp_path))
+    r = subprocess.run([str(ROOT / ".venv/bin/edge-pose"), "devices"], capture_output=True, text=True, timeout=60,
+                       env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "bad.toml: prefer[0].accelerator: 'tpu'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
