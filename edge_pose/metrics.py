@@ -36,3 +36,29 @@ def person_pck(pred: np.ndarray, gt_keypoints, box_xywh, pairs: list[tuple[int, 
 def mean_pck(per_person: Sequence[float | None]) -> float:
     scored = [p for p in per_person if p is not None]
     return float(np.mean(scored)) if scored else float("nan")
+
+
+def box_iou(a_xywh, b_xywh) -> np.ndarray:
+    """IoU matrix [len(a), len(b)] of x, y, w, h boxes."""
+    a = np.asarray(a_xywh, np.float64).reshape(-1, 4)
+    b = np.asarray(b_xywh, np.float64).reshape(-1, 4)
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    union = a[:, None, 2] * a[:, None, 3] + b[None, :, 2] * b[None, :, 3] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match_boxes(pred_xywh, gt_xywh, min_iou: float = 0.5) -> list[tuple[int, int]]:
+    """Greedy one-to-one (pred, gt) pairs by descending IoU, each at least min_iou (ground-truth boxes match 1:1)."""
+    iou = box_iou(pred_xywh, gt_xywh)
+    pairs, used_p, used_g = [], set(), set()
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        p, g = divmod(int(flat), iou.shape[1])
+        if iou[p, g] < min_iou:
+            break
+        if p not in used_p and g not in used_g:
+            pairs.append((p, g))
+            used_p.add(p)
+            used_g.add(g)
+    return pairs

@@ -18,7 +18,7 @@ from shared import coco_mini
 
 from edge_pose import Person, PoseEstimator
 from edge_pose.keypoints import AIC14_NAMES, AIC14_TO_COCO17, COCO17_NAMES
-from edge_pose.metrics import joint_map, mean_pck, person_pck
+from edge_pose.metrics import box_iou, joint_map, match_boxes, mean_pck, person_pck
 
 BODY12 = [(i, c) for i, c in enumerate(AIC14_TO_COCO17) if c is not None]
 
@@ -54,6 +54,14 @@ def test_pck_definition_reproduces_the_notice_baselines():
     assert len(res17) == 12
     assert round(mean_pck(res17), 3) == 0.223
     assert round(mean_pck(res12), 3) == 0.302
+
+
+def test_detections_match_ground_truth_people_by_iou():
+    gt = [[0, 0, 10, 10], [100, 100, 20, 40]]
+    dets = [[101, 99, 20, 40], [50, 50, 5, 5], [1, 0, 10, 10], [0, 0, 11, 10]]
+    np.testing.assert_allclose(box_iou([[0, 0, 10, 10]], [[5, 0, 10, 10]]), [[50 / 150]])
+    assert sorted(match_boxes(dets, gt)) == [(0, 1), (3, 0)]  # best overlap wins, one detection per person
+    assert match_boxes(dets[1:2], gt) == []
 
 
 def test_simplebaseline_reproduces_notice_pck(simplebaseline_ov_bundle):

@@ -81,6 +81,7 @@ def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     video = VideoWriter(out / f"{src.stem}.mp4", reader.fps) if reader is not None and not args.no_draw else None
+    progress = _Progress(total, "frames" if kind == "video" else "images")
     results, pck, stages, frames, t_start = [], [], {"crop": 0.0, "infer": 0.0, "decode": 0.0}, 0, time.perf_counter()
     try:
         for name, index, image in _frames(src, kind, reader, first):
@@ -102,12 +103,11 @@ def run(args) -> int:
                 else:
                     write_image(out / name, drawn)
             frames += 1
-            print(f"\rpredict: {frames}/{total or '?'} {'frames' if kind == 'video' else 'images'}, "
-                  f"{len(results)} people", end="", file=sys.stderr, flush=True)
+            progress.update(frames, len(results))
     finally:
+        progress.close()
         if video is not None:
             video.close()
-    print(file=sys.stderr)
     if frames == 0:
         raise MediaError(f"{src}: no readable images")
     (out / "keypoints.json").write_text(json.dumps(results) + "\n")
@@ -117,12 +117,15 @@ def run(args) -> int:
                "ms_per_frame": {k: round(v / frames * 1e3, 3) for k, v in stages.items()}}
     if gt_people:
         summary["pck@0.2"] = {"value": mean_pck(pck), "people": sum(p is not None for p in pck),
-                              "definition": "per-person share of labelled joints within 0.2 x max(box w, h), "
-                                            "averaged over people; joints matched by name"}
+                              "definition": "per-person share of labelled joints within 0.2 x max(gt box w, h), "
+                                            "averaged over ground-truth people matched by box IoU >= 0.5; "
+                                            "joints matched by name"}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     line = f"{frames} {'frames' if kind == 'video' else 'images'}, {len(results)} people -> {out}/keypoints.json"
     if gt_people:
-        line += f"; PCK@0.2 {summary['pck@0.2']['value']:.3f} over {summary['pck@0.2']['people']} people"
+        got = summary["pck@0.2"]
+        line += f"; PCK@0.2 {got['value']:.3f} over {got['people']} matched people" if got["people"] else \
+            "; PCK@0.2 n/a (no prediction matched a ground-truth person)"
     ms = summary["ms_per_frame"]
     print(line + f" ({ms['crop']:.1f} ms crop, {ms['infer']:.1f} ms infer, {ms['decode']:.1f} ms decode per frame)")
     return 0
@@ -141,11 +144,28 @@ def _gt_keypoints(path: str) -> dict[int, list[dict]]:
 
 
 def _match(people, annotations):
-    """Pair predicted people with ground-truth annotations by identical box (predictions made on GT boxes)."""
-    import numpy as np
+    """(person, annotation) pairs: each ground-truth person with the prediction whose box overlaps it best."""
+    if not people or not annotations:
+        return []
+    from edge_pose.metrics import match_boxes
 
-    for a in annotations or []:
-        for p in people:
-            if np.allclose(p.box, a["bbox"], atol=1e-2):
-                yield p, a
-                break
+    pairs = match_boxes([p.box for p in people], [a["bbox"] for a in annotations])
+    return [(people[p], annotations[g]) for p, g in pairs]
+
+
+class _Progress:
+    """'predict: 3/40 images, 7 people' on stderr: rewritten in place on a terminal, every tenth step otherwise."""
+
+    def __init__(self, total: int | None, unit: str):
+        self.total, self.unit, self.tty = total, unit, sys.stderr.isatty()
+        self.every = 1 if self.tty or not total else max(1, total // 10)
+
+    def update(self, done: int, people: int) -> None:
+        if done % self.every and done != self.total:
+            return
+        text = f"predict: {done}/{self.total or '?'} {self.unit}, {people} people"
+        print(("\r" + text) if self.tty else text, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
