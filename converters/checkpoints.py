@@ -87,6 +87,9 @@ class _TensorBuilder:
             out = np.zeros(size, dtype=flat.dtype)
         else:
             last = offset + sum((s - 1) * st for s, st in zip(size, stride))
+            if numel > flat.size:  # only expanded (stride-0) views exceed their storage; state dicts hold none
+                raise CheckpointError(f"{self.source}: tensor of size {size} has more elements than its storage "
+                                      f"({flat.size})")
             if last >= flat.size:
                 raise CheckpointError(f"{self.source}: tensor of size {size} reads past its storage "
                                       f"({last + 1} > {flat.size} elements)")
@@ -114,8 +117,11 @@ def _safe_codecs_encode(text, encoding="utf-8", *_):
     return text.encode("latin1")
 
 
+_NDARRAY = object()  # stands for numpy.ndarray in the pickle; only _safe_np_reconstruct accepts it
+
+
 def _safe_np_reconstruct(subtype, shape, dtype_code):
-    if subtype is not np.ndarray:
+    if subtype is not _NDARRAY:
         raise pickle.UnpicklingError("refused numpy reconstruction of a non-ndarray type")
     return np.ndarray.__new__(np.ndarray, shape, dtype_code)
 
@@ -160,7 +166,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             ("torch", "Tensor"): _inert_class("torch.Tensor"),
             ("torch.nn.parameter", "Parameter"): _inert_class("torch.nn.parameter.Parameter"),
             ("_codecs", "encode"): _safe_codecs_encode,
-            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "ndarray"): _NDARRAY,
             ("numpy", "dtype"): _safe_np_dtype,
             ("numpy.core.multiarray", "_reconstruct"): _safe_np_reconstruct,
             ("numpy._core.multiarray", "_reconstruct"): _safe_np_reconstruct,

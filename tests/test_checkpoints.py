@@ -91,7 +91,7 @@ def test_corrupt_storage_record_and_out_of_bounds_tensor(tmp_path):
             zf.writestr(n, raw[:8] if n.endswith("data/0") else raw)
     with pytest.raises(CheckpointError) as exc:
         read_checkpoint(bad)
-    assert "past its storage" in _one_line(exc)
+    assert "than its storage" in _one_line(exc)
 
 
 def test_legacy_and_non_checkpoint_files(tmp_path):
@@ -133,3 +133,36 @@ def test_checkpoint_without_state_dict_is_rejected(tmp_path):
     with pytest.raises(CheckpointError) as exc:
         read_checkpoint(path)
     assert "state_dict" in _one_line(exc)
+
+
+def test_training_metadata_objects_are_inert_and_dropped(tmp_path, monkeypatch):
+    """mmengine checkpoints carry e.g. HistoryBuffer objects in message_hub; they load as inert placeholders."""
+    import sys
+    import types
+
+    created = []
+
+    class HistoryBuffer:  # would record its construction if the reader ever ran it
+        def __init__(self, *a):
+            created.append(a)
+
+        def __setstate__(self, state):
+            created.append(state)
+
+    HistoryBuffer.__module__ = "mmengine.logging.history_buffer"
+    HistoryBuffer.__qualname__ = "HistoryBuffer"
+    names = ["mmengine", "mmengine.logging", HistoryBuffer.__module__]
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    sys.modules[HistoryBuffer.__module__].HistoryBuffer = HistoryBuffer
+    buffer = object.__new__(HistoryBuffer)
+    buffer.__dict__.update(max_length=100, values=np.arange(3.0))
+    w = np.ones((2, 2), np.float32)
+    path = write_torch_zip(tmp_path / "mmengine.pth", {
+        "meta": {"epoch": 1}, "state_dict": {"head.final_layer.weight": w},
+        "message_hub": {"log_scalars": {"train/loss": buffer}}, "optimizer": {"state": {0: {"exp_avg": w}}}})
+    for name in names:
+        monkeypatch.delitem(sys.modules, name)
+    out = read_checkpoint(path)
+    assert list(out) == ["head.final_layer.weight"]
+    assert created == []
