@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.profiles import Preference, Profile, ProfileError, get_profile, load_profiles
+from devices.profiles import Preference, Profile, ProfileError, get_profile, load_profile, load_profiles
 from edge_pose.backends.base import BackendUnavailable
 from edge_pose.backends.imports import one_line
 from edge_pose.backends.tensors import DTYPES, input_shape
@@ -75,13 +75,15 @@ def _backends():
 
 
 def resolve_profile(device: str = "auto") -> tuple[Profile, list[str]]:
-    """The named profile, or the detected one; with the reasons."""
+    """The named profile (or a profile .toml file), or the detected one; with the reasons."""
     try:
         if device in (None, "", "auto"):
             from devices.detect import detect
 
             d = detect()
             return d.profile, [f"detected: {r}" for r in d.reasons]
+        if device.endswith(".toml"):  # a profile file not (yet) installed in a profiles directory
+            return load_profile(device), [f"from file {device}"]
         return get_profile(device, load_profiles()), [f"named: --device {device}"]
     except ProfileError as exc:
         raise DeviceError(str(exc)) from None

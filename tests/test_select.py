@@ -119,6 +119,14 @@ def test_unknown_device_profile_is_one_line(cpm_bundle):
         open_best(cpm_bundle.path, device="toaster")
 
 
+def test_device_can_be_a_profile_file(cpm_bundle, tmp_path):
+    f = tmp_path / "board.toml"
+    f.write_text('name = "board"\ndescription = "d"\n[[prefer]]\nformat = "tflite"\nprecision = "fp32"\n'
+                 'backend = "litert"\naccelerator = "cpu"\nthreads = 1\n')
+    loaded = open_best(cpm_bundle.path, device=str(f))
+    assert loaded.plan.profile.name == "board" and loaded.session.describe()["threads"] == 1
+
+
 def _cli(*args):
     return subprocess.run([str(ROOT / ".venv/bin/edge-pose"), *args], capture_output=True, text=True, timeout=60)
 

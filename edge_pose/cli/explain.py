@@ -9,7 +9,7 @@ HELP = "show the plan for running BUNDLE_OR_DIR on this device (chosen + every s
 
 def add_arguments(parser) -> None:
     parser.add_argument("bundle", metavar="BUNDLE_OR_DIR", help="a bundle directory or a directory of bundles")
-    parser.add_argument("--device", default="auto", help="device profile name, or auto (default) to detect")
+    parser.add_argument("--device", default="auto", help="device profile name or .toml file, or auto (default) to detect")
     parser.add_argument("--backend", choices=("litert", "openvino"), help="try this backend first")
     parser.add_argument("--accelerator", help="try this first: cpu|gpu|delegate (LiteRT), CPU|GPU|NPU|AUTO:... "
                                               "(OpenVINO)")
