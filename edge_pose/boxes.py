@@ -59,7 +59,7 @@ class CocoBoxes:
     def __init__(self, path: str | Path, score_threshold: float = 0.0, min_size: float = 1.0):
         self.path = Path(path)
         self.score_threshold = float(score_threshold)
-        data = _read_json(self.path)
+        data = read_json(self.path)
         self.ids_by_name: dict[str, int] = {}
         if isinstance(data, dict) and "annotations" in data:
             records = [a for a in data["annotations"] if isinstance(a, dict) and not a.get("iscrowd", 0)]
@@ -101,7 +101,7 @@ class CocoBoxes:
         return self.for_id(image_id)
 
 
-def _read_json(path: Path):
+def read_json(path: Path):
     try:
         text = path.read_text()
     except OSError as exc:

@@ -133,9 +133,9 @@ def run(args) -> int:
 
 def _gt_keypoints(path: str) -> dict[int, list[dict]]:
     """image id -> non-crowd annotations with keypoints (box and flat keypoints)."""
-    from edge_pose.boxes import _read_json
+    from edge_pose.boxes import read_json
 
-    data = _read_json(Path(path))
+    data = read_json(Path(path))
     by_image: dict[int, list[dict]] = {}
     for a in data.get("annotations", []) if isinstance(data, dict) else []:
         if not a.get("iscrowd") and a.get("num_keypoints", 1) > 0 and "keypoints" in a:
