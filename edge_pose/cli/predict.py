@@ -57,8 +57,6 @@ def _frames(path: Path, kind: str, reader=None, first=None):
 
 
 def run(args) -> int:
-    import numpy as np
-
     from edge_pose.boxes import CocoBoxes, box_source
     from edge_pose.draw import draw_people
     from edge_pose.estimator import PoseEstimator
@@ -90,10 +88,7 @@ def run(args) -> int:
             people = est.predict(image, boxes.boxes(image, name))
             for k in stages:
                 stages[k] += est.last_timings.get(k, 0.0)
-            for p in people:
-                flat = np.column_stack([p.keypoints, p.scores]).reshape(-1)
-                results.append({"image_id": image_id, "category_id": 1, "keypoints": [round(float(v), 3) for v in flat],
-                                "score": round(p.score, 5), "bbox": [round(float(v), 2) for v in p.box]})
+            results += [_coco_result(p, image_id) for p in people]
             pck += [person_pck(p.keypoints, a["keypoints"], a["bbox"], pairs)
                     for p, a in _match(people, gt_people.get(image_id))]
             if not args.no_draw:
@@ -116,7 +111,8 @@ def run(args) -> int:
                "seconds": round(time.perf_counter() - t_start, 3),
                "ms_per_frame": {k: round(v / frames * 1e3, 3) for k, v in stages.items()}}
     if gt_people:
-        summary["pck@0.2"] = {"value": mean_pck(pck), "people": sum(p is not None for p in pck),
+        scored = sum(p is not None for p in pck)
+        summary["pck@0.2"] = {"value": mean_pck(pck) if scored else None, "people": scored,
                               "definition": "per-person share of labelled joints within 0.2 x max(gt box w, h), "
                                             "averaged over ground-truth people matched by box IoU >= 0.5; "
                                             "joints matched by name"}
@@ -129,6 +125,15 @@ def run(args) -> int:
     ms = summary["ms_per_frame"]
     print(line + f" ({ms['crop']:.1f} ms crop, {ms['infer']:.1f} ms infer, {ms['decode']:.1f} ms decode per frame)")
     return 0
+
+
+def _coco_result(person, image_id: int) -> dict:
+    """One COCO keypoint result: keypoints flat (x, y, score) in the model's keypoint order."""
+    import numpy as np
+
+    flat = np.column_stack([person.keypoints, person.scores]).reshape(-1)
+    return {"image_id": image_id, "category_id": 1, "keypoints": [round(float(v), 3) for v in flat],
+            "score": round(person.score, 5), "bbox": [round(float(v), 2) for v in person.box]}
 
 
 def _gt_keypoints(path: str) -> dict[int, list[dict]]:
