@@ -120,3 +120,21 @@ def test_fix_aspect_keeps_the_long_side():
 def test_crop_people_rejects_non_images():
     with pytest.raises(EdgePoseError, match="HxWx3"):
         crop_people(np.zeros((10, 10), np.uint8), [[0, 0, 5, 5]], (256, 192))
+
+
+@pytest.mark.parametrize("layout,dtype,color,quant", [
+    ("NCHW", "float32", "rgb", None), ("NHWC", "float32", "rgb", None), ("NHWC", "float16", "bgr", None),
+    ("NHWC", "int8", "rgb", Quantization(0.0186, -14)), ("NCHW", "uint8", "bgr", Quantization(0.0171, 121)),
+])
+def test_lookup_tables_equal_the_plain_arithmetic(layout, dtype, color, quant):
+    crops = np.random.default_rng(3).integers(0, 256, (3, 16, 12, 3), dtype=np.uint8)
+    spec = InputSpec(name="x", height=16, width=12, layout=layout, dtype=dtype, color=color, quantization=quant)
+    x = (crops[..., ::-1] if color == "rgb" else crops).astype(np.float32)
+    y = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    if quant:
+        t = y / np.float32(quant.scale) + np.float32(quant.zero_point)
+        y = np.clip(np.copysign(np.floor(np.abs(t) + 0.5), t), *{"int8": (-128, 127), "uint8": (0, 255)}[dtype])
+    expect = (y.transpose(0, 3, 1, 2) if layout == "NCHW" else y).astype(dtype)
+    got = to_model_input(crops, spec)
+    assert got.dtype == np.dtype(dtype) and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expect)
