@@ -5,6 +5,7 @@ Nothing here is a fake: the daemon is `.venv/bin/edge-pose serve` as a subproces
 """
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -91,8 +92,9 @@ class Broker:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"
+        # `user`: as root, mosquitto would switch to user "mosquitto", which cannot write the persistence file here
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {self.dir}/\nautosave_interval 1\n")
+                             f"persistence_location {self.dir}/\nautosave_interval 1\nuser {getpass.getuser()}\n")
         self.proc = None
 
     def start(self) -> "Broker":

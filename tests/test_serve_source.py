@@ -62,10 +62,10 @@ def test_vanished_source_reconnects_and_mqtt_drops_are_counted(tmp_path, image_d
         parked.mkdir()
         for f in sorted(image_dir.iterdir()):
             f.rename(parked / f.name)
-        wait_for(lambda: get_json(base + "/healthz")[1]["source"]["state"] == "reconnecting", 10,
+        wait_for(lambda: "no images" in get_json(base + "/healthz")[1]["source"]["last_error"], 10,
                  "/healthz reporting the source lost", daemon)
         health = get_json(base + "/healthz")[1]
-        assert "no images" in health["source"]["last_error"] and health["status"] == "degraded"
+        assert health["source"]["state"] == "reconnecting" and health["status"] == "degraded"
         assert _status(base + "/readyz") == 503
         for f in sorted(parked.iterdir()):
             f.rename(image_dir / f.name)
@@ -82,7 +82,10 @@ def test_vanished_source_reconnects_and_mqtt_drops_are_counted(tmp_path, image_d
         wait_for(lambda: len(sub.seqs()) >= BUFFER + 2, 30, "MQTT delivery after the broker returned")
         dropped = int(_metric(base, "edge_pose_mqtt_dropped_total"))
         upto = max(sub.seqs())
-        wait_for(lambda: set(range(dropped + 1, upto + 1)) <= sub.seqs(), 10, "every kept message")
+        wait_for(lambda: set(range(dropped + 1, upto + 1)) <= sub.seqs(), 10,
+                 f"every kept message: dropped {dropped}, got {sorted(sub.seqs())}, delivered "
+                 f"{_metric(base, 'edge_pose_mqtt_delivered_total')}; broker log: "
+                 f"{(tmp_path / 'broker' / 'mosquitto.log').read_text()[-3000:]}")
         assert min(sub.seqs()) == dropped + 1, "received + dropped must account for every result"
 
         assert daemon.stop(signal.SIGINT) == 0, daemon.log_tail()
