@@ -80,39 +80,57 @@ class PoseEstimator:
         return {"bundle": str(self.bundle.path), "chosen": self.loaded.chosen.label(), **self.session.describe(),
                 "decode": self.method, "flip_test": self.flip}
 
-    def heatmaps(self, crops_bgr: np.ndarray) -> np.ndarray:
-        """uint8 BGR crops [N, h, w, 3] -> heatmaps (N, K, H, W), flip-test fused when enabled."""
+    def heatmaps(self, crops_bgr: np.ndarray, timings: dict | None = None) -> np.ndarray:
+        """uint8 BGR crops [N, h, w, 3] -> heatmaps (N, K, H, W), flip-test fused when enabled.
+
+        With `timings`, adds the model-input conversion to ["crop"] and sets ["infer"].
+        """
         spec = self.manifest.input
-        hm = self.session.infer(to_model_input(crops_bgr, spec))
-        if self.flip:
-            flipped = self.session.infer(to_model_input(crops_bgr[:, :, ::-1], spec))
-            hm = fuse_flip(hm, flipped, self.keypoints.flip_indices, shift=self.method != "udp")
+        t0 = time.perf_counter()
+        x = to_model_input(crops_bgr, spec)
+        x_flipped = to_model_input(crops_bgr[:, :, ::-1], spec) if self.flip else None
+        t1 = time.perf_counter()
+        hm = self.session.infer(x)
+        if x_flipped is not None:
+            back = self.session.infer(x_flipped)
+            hm = fuse_flip(hm, back, self.keypoints.flip_indices, shift=self.method != "udp")
+        if timings is not None:
+            timings["crop"] = timings.get("crop", 0.0) + (t1 - t0)
+            timings["infer"] = time.perf_counter() - t1
         return hm
+
+    def _keypoints(self, crops_bgr: np.ndarray, timings: dict) -> tuple[np.ndarray, np.ndarray]:
+        hm = self.heatmaps(crops_bgr, timings)
+        t0 = time.perf_counter()
+        kp, scores = decode_heatmaps(hm, self.method, self.input_size, self.blur_kernel, layout="NCHW")
+        timings["decode"] = time.perf_counter() - t0
+        return kp, scores
 
     def predict_crops(self, crops_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model-sized uint8 BGR crops -> keypoints [N, K, 2] in crop px and scores [N, K]."""
         t0 = time.perf_counter()
-        hm = self.heatmaps(np.asarray(crops_bgr))
-        t1 = time.perf_counter()
-        kp, scores = decode_heatmaps(hm, self.method, self.input_size, self.blur_kernel, layout="NCHW")
-        self.last_timings.update(infer=t1 - t0, decode=time.perf_counter() - t1)
-        return kp, scores
+        self.last_timings = {"crop": 0.0, "infer": 0.0, "decode": 0.0}
+        out = self._keypoints(np.asarray(crops_bgr), self.last_timings)
+        self.last_timings["total"] = time.perf_counter() - t0
+        return out
 
     def predict(self, image_bgr: np.ndarray, boxes=None) -> list[Person]:
-        """People in one image; `boxes` [N, 4|5] (x, y, w, h[, score]) in image px, None for the whole frame."""
+        """People in one image; `boxes` [N, 4|5] (x, y, w, h[, score]) in image px, None for the whole frame.
+
+        last_timings (seconds): crop (boxes -> model-ready tensor), infer, decode (incl. back-projection), total.
+        """
         t0 = time.perf_counter()
-        self.last_timings = {"crop": 0.0, "infer": 0.0, "decode": 0.0}
+        timings = self.last_timings = {"crop": 0.0, "infer": 0.0, "decode": 0.0, "people": 0}
         arr = _boxes_array(boxes, getattr(image_bgr, "shape", (0, 0)))
         crops = crop_people(image_bgr, arr[:, :4], self.input_size, self.padding)
-        self.last_timings["crop"] = time.perf_counter() - t0
-        if len(arr) == 0:
-            self.last_timings["total"] = time.perf_counter() - t0
-            return []
-        kp, scores = self.predict_crops(crops.images)
-        t2 = time.perf_counter()
-        kp_img = crop_to_image(kp, crops.centers, crops.scales, self.input_size)
-        people = [Person(kp_img[i], scores[i], arr[i, :4].copy(), float(arr[i, 4])) for i in range(len(arr))]
-        self.last_timings["decode"] += time.perf_counter() - t2
-        self.last_timings["total"] = time.perf_counter() - t0
-        self.last_timings["people"] = len(people)
+        timings["crop"] = time.perf_counter() - t0
+        people = []
+        if len(arr):
+            kp, scores = self._keypoints(crops.images, timings)
+            t1 = time.perf_counter()
+            kp_img = crop_to_image(kp, crops.centers, crops.scales, self.input_size)
+            people = [Person(kp_img[i], scores[i], arr[i, :4].copy(), float(arr[i, 4])) for i in range(len(arr))]
+            timings["decode"] += time.perf_counter() - t1
+        timings["people"] = len(people)
+        timings["total"] = time.perf_counter() - t0
         return people
