@@ -245,6 +245,20 @@ def test_live_page_draws_a_skeleton_in_chromium(stack):
     assert shot.exists() and _magenta_pixels(shot) > 200, "no skeleton colour in the screenshot"
 
 
+def test_video_renamed_away_is_reported_and_reconnected(stack):
+    base, video = stack["base"], stack["work"] / "person.avi"
+    away = video.with_name("moved.avi")
+    video.rename(away)
+    wait_for(lambda: "no such video file" in get_json(base + "/healthz")[1]["source"]["last_error"], 10,
+             "/healthz reporting the video gone", stack["daemon"])
+    status, health = get_json(base + "/healthz")
+    assert status == 200 and health["source"]["state"] == "reconnecting" and health["status"] == "degraded"
+    assert http(base + "/readyz")[0] == 503
+    away.rename(video)
+    wait_for(lambda: http(base + "/readyz")[0] == 200, 15, "/readyz 200 after the video returned", stack["daemon"])
+    assert get_json(base + "/healthz")[1]["source"]["reconnects"] >= 1
+
+
 def test_sigterm_exits_zero_with_jsonl_flushed(stack):
     base, daemon, jsonl = stack["base"], stack["daemon"], stack["jsonl"]
     last_seen = _latest(base)["seq"]

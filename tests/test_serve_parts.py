@@ -218,3 +218,44 @@ def test_systemd_unit_runs_serve_with_sigterm(tmp_path):
         run = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True, timeout=60)
         problems = [ln for ln in run.stderr.splitlines() if "edge-pose.service" in ln]
         assert not problems, run.stderr
+
+
+def test_capture_reads_an_http_stream_and_reconnects_at_its_end(tmp_path):
+    """An http:// source through OpenCV (FFmpeg), served by a real HTTP server; the end of the stream is a failure
+    the capture reports and recovers from by reconnecting."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from serve_env import make_video
+
+    make_video(tmp_path / "clip.avi")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cap = Capture(f"http://127.0.0.1:{server.server_address[1]}/clip.avi", backoff=(0.05, 0.1))
+    assert cap.kind == "stream"
+    cap.start()
+    try:
+        deadline = time.monotonic() + 20
+        while cap.reconnects < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        frame = cap.latest(timeout=1)
+        assert cap.reconnects >= 1 and "read failed" in cap.last_error
+        assert cap.frames_read >= 20 and frame is not None and frame.image.shape == (320, 240, 3)
+    finally:
+        cap.stop()
+        cap.join(5)
+        server.shutdown()
+
+
+def test_model_that_cannot_load_is_one_error_line_and_status_2(tmp_path, bundle_dir):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([str(EDGE_POSE), "serve", "--bundle", str(bundle_dir), "--source", "0",
+                          "--http", f"127.0.0.1:{free_port()}", "--log-level", "error"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edge-pose serve: error: ") and "edge_pose.json" in lines[0], \
+        run.stderr

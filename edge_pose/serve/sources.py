@@ -23,6 +23,7 @@ log = logging.getLogger("edge_pose.serve.source")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 IMAGE_DIR_FPS = 5.0
+STREAM_TIMEOUT_MS = 10000
 
 
 class SourceError(EdgePoseError, IOError):
@@ -64,7 +65,13 @@ class VideoSource:
         if self.kind == "video" and not Path(self.uri).is_file():
             raise SourceError(f"{self.uri}: no such video file")
         target = int(self.uri) if self.uri.isdigit() else self.uri
-        cap = cv2.VideoCapture(target)
+        if self.kind == "stream":  # a stalled stream must fail (and reconnect), not block the capture forever
+            cap = cv2.VideoCapture(target, cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                                         cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        else:
+            cap = cv2.VideoCapture(target)
+        if self.kind == "camera":
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # fewer driver-queued frames: lower latency
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{self.uri}: OpenCV cannot open this {self.kind}")
