@@ -25,7 +25,8 @@ from edge_pose.serve.sources import Capture
 log = logging.getLogger("edge_pose.serve")
 
 STOP_DEADLINE_S = 10.0
-READY_MAX_AGE_S = 5.0
+READY_MAX_AGE_S = 5.0  # or three frame times, when frames are slower than that
+RECENT_S = 60.0  # drops and errors older than this no longer make /healthz "degraded" (they stay counted)
 INFO_KEYS = ("chosen", "backend", "runtime", "accelerator", "device", "delegate", "inference_precision", "threads")
 
 
@@ -78,16 +79,18 @@ class Daemon:
 
     # state for HTTP ----------------------------------------------------------------------------------------
     def problems(self) -> list[str]:
+        """What is wrong now (or dropped/failed within RECENT_S), one short line each."""
         out = []
+        recent = time.time() - RECENT_S
         if self.capture is not None and self.capture.state != "streaming":
             out.append(f"source {self.capture.state}: {self.capture.last_error or self.capture.uri}")
-        if self.pipeline is not None and self.pipeline.errors:
+        if self.pipeline is not None and self.pipeline.last_error_time > recent:
             out.append(f"pipeline errors: {self.pipeline.errors} (last: {self.pipeline.last_error})")
         for sink in self.sinks:
             st = sink.status()
             if st.get("connected") is False:
                 out.append(f"{sink.name}: not connected ({st.get('last_error') or 'connecting'})")
-            if st.get("dropped"):
+            if st.get("last_drop_time", 0) > recent:
                 out.append(f"{sink.name}: {st['dropped']} messages dropped")
         return out
 
@@ -108,7 +111,8 @@ class Daemon:
         if self.capture is None or self.capture.state != "streaming":
             return False, {"ready": False, "reason": f"source {self.capture.state if self.capture else 'missing'}"}
         age = time.time() - self.pipeline.last_result_time if self.pipeline.last_result_time else None
-        if age is None or age > READY_MAX_AGE_S:
+        limit = max(READY_MAX_AGE_S, 3.0 / self.pipeline.fps) if self.pipeline.fps > 0 else READY_MAX_AGE_S
+        if age is None or age > limit:
             return False, {"ready": False, "reason": "no recent result", "last_result_age_s": age}
         return True, {"ready": True, "last_result_age_s": round(age, 3)}
 

@@ -25,6 +25,8 @@ class JsonlSink:
         self._last_error_log = 0.0
         self.written = 0
         self.dropped = 0
+        self.last_drop_time = 0.0
+        self._closed = False
         self.rotations = 0
         self.last_error = ""
 
@@ -49,6 +51,11 @@ class JsonlSink:
     def submit(self, seq: int, line: str) -> None:
         data = line + "\n"
         with self._lock:
+            if self._closed:  # a result published after stop: say so rather than reopen the file
+                self.dropped += 1
+                self.last_drop_time = time.time()
+                log.warning("jsonl: result %d arrived after the sink closed; dropped", seq)
+                return
             try:
                 if self._file is None:
                     self._open()
@@ -62,6 +69,7 @@ class JsonlSink:
                     self._flush_locked()
             except OSError as exc:
                 self.dropped += 1
+                self.last_drop_time = time.time()
                 self.last_error = f"{self.path}: {exc.strerror or exc}"
                 if self._file is not None:
                     try:
@@ -90,6 +98,7 @@ class JsonlSink:
 
     def close(self, timeout: float = 0.0) -> None:
         with self._lock:
+            self._closed = True
             if self._file is not None:
                 try:
                     self._file.flush()
@@ -103,4 +112,4 @@ class JsonlSink:
 
     def status(self) -> dict:
         return {"path": str(self.path), "written": self.written, "dropped": self.dropped,
-                "rotations": self.rotations, "last_error": self.last_error}
+                "last_drop_time": self.last_drop_time, "rotations": self.rotations, "last_error": self.last_error}

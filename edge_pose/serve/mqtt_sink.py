@@ -39,6 +39,7 @@ class MqttSink:
         self.connected = False
         self.delivered = 0
         self.dropped = 0
+        self.last_drop_time = 0.0
         self.connects = 0
         self.last_error = ""
         self.undelivered_at_stop = 0
@@ -95,12 +96,16 @@ class MqttSink:
     def submit(self, seq: int, line: str) -> None:
         """Never blocks the pipeline: past the bound, the oldest not-yet-handed message is dropped (counted)."""
         with self._lock:
+            if self._stop.is_set():  # published after close(): counted with what was left undelivered
+                self.undelivered_at_stop += 1
+                return
             if len(self._pending) + len(self._inflight) >= self.bound:
                 if self._pending:
                     old_seq, _ = self._pending.popleft()
                 else:
                     old_seq = seq  # everything is in flight: the newest is the one that cannot be kept
                 self.dropped += 1
+                self.last_drop_time = time.time()
                 if self.dropped == 1 or self.dropped % 100 == 0:
                     log.warning("mqtt: offline buffer full (%d); dropped result %d (%d dropped so far)",
                                 self.bound, old_seq, self.dropped)
@@ -156,7 +161,7 @@ class MqttSink:
         if self._thread.is_alive():
             self._thread.join(2)
         self._reconcile()
-        self.undelivered_at_stop = self.buffered()
+        self.undelivered_at_stop += self.buffered()
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -170,4 +175,5 @@ class MqttSink:
         return {"broker": f"{self.host}:{self.port}", "topic": self.topic, "qos": self.qos,
                 "connected": self.connected, "connects": self.connects, "delivered": self.delivered,
                 "buffered": self.buffered(), "buffer_bound": self.bound, "dropped": self.dropped,
+                "last_drop_time": self.last_drop_time,
                 "last_error": self.last_error}

@@ -91,6 +91,7 @@ class Pipeline(threading.Thread):
         self.processed = 0
         self.errors = 0
         self.last_error = ""
+        self.last_error_time = 0.0
         self.last_result_time = 0.0
         self.fps = 0.0
 
@@ -135,6 +136,7 @@ class Pipeline(threading.Thread):
                 result = self.process(frame)
             except Exception as exc:  # keep the daemon alive; the error is counted, logged and in /healthz
                 self.errors += 1
+                self.last_error_time = time.time()
                 self.last_error = f"frame {frame.index}: {type(exc).__name__}: {exc}"
                 self.m.pipeline_errors.inc()
                 if self.errors == 1 or self.errors % 100 == 0:
