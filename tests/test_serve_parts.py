@@ -263,3 +263,19 @@ def test_model_that_cannot_load_is_one_error_line_and_status_2(tmp_path, bundle_
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edge-pose serve: error: ") and "edge_pose.json" in lines[0], \
         run.stderr
+
+
+def test_port_in_use_is_one_error_line(tmp_path, bundle_dir):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+        run = subprocess.run([str(EDGE_POSE), "serve", "--bundle", str(bundle_dir), "--source", "0",
+                              "--http", f"127.0.0.1:{port}", "--log-level", "error"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"[http] cannot listen on 127.0.0.1:{port}" in lines[0], run.stderr

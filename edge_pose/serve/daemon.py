@@ -230,6 +230,8 @@ class Daemon:
             self.capture.start()
             self.pipeline.start()
             self.state = "running"
+            if not (self._server or self.sinks):
+                log.warning("no output configured (http off, no mqtt, no jsonl): results go nowhere")
             log.info("serving: source %s, boxes %s, tracking %s, sinks: %s", c.source.uri, c.persons.boxes,
                      "on" if tracker else "off", ", ".join(s.name for s in self.sinks) or "none")
             while not self._stop.wait(0.5):
