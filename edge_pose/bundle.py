@@ -47,6 +47,7 @@ class InputSpec:
     mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # 0..255 units, in `color` order
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     quantization: Quantization | None = None  # for integer inputs: applied after (x - mean) / std
+    padding: float = 1.25  # person box enlargement before the crop, as the model was trained (mmpose: 1.25)
 
     @property
     def size(self) -> tuple[int, int]:

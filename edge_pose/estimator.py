@@ -56,7 +56,7 @@ class PoseEstimator:
     """
 
     def __init__(self, bundle_or_dir, device: str = "auto", flip: bool | None = None, method: str | None = None,
-                 blur_kernel: int | None = None, padding: float = 1.25, **select_options):
+                 blur_kernel: int | None = None, padding: float | None = None, **select_options):
         from edge_pose.select import open_best
 
         self.loaded = open_best(bundle_or_dir, device=device, **select_options)
@@ -69,7 +69,7 @@ class PoseEstimator:
         self.flip = m.decode.flip_test if flip is None else bool(flip)
         self.method = method or m.decode.method
         self.blur_kernel = blur_kernel or m.decode.blur_kernel
-        self.padding = padding
+        self.padding = m.input.padding if padding is None else padding
         self.last_timings: dict[str, float] = {}
 
     @property

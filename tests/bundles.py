@@ -22,7 +22,7 @@ def cpm_tflite_bundle(out: Path):
         model={"name": "cpm-mbv2-aic14", "family": "cpm", "untrained": False},
         format="tflite", model_file="model.tflite", precision="fp32",
         input=InputSpec(name="image", height=192, width=192, layout="NHWC", dtype="float32", color="bgr",
-                        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+                        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), padding=1.0),
         output=OutputSpec(name="Convolutional_Pose_Machine/stage_5_out", heatmap_height=96, heatmap_width=96,
                           layout="NHWC"),
         keypoints=aic14(), decode=DecodeSpec(method="msra"),

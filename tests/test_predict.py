@@ -72,7 +72,8 @@ def test_simplebaseline_reproduces_notice_pck(simplebaseline_ov_bundle):
 
 
 def test_cpm_reproduces_notice_pck_on_12_body_joints(cpm_bundle):
-    est = PoseEstimator(cpm_bundle.path, padding=1.0)
+    est = PoseEstimator(cpm_bundle.path)  # the bundle carries padding 1.0 (tests/bundles.py)
+    assert est.padding == 1.0
     assert est.keypoints.names == AIC14_NAMES
     assert joint_map(AIC14_NAMES, COCO17_NAMES) == BODY12  # name matching == the documented AIC->COCO map
     pck, people = measure_pck(est, BODY12)

@@ -32,7 +32,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, help="inference threads")
     parser.add_argument("--flip", action="store_true", default=None, help="flip test (default: the manifest's)")
     parser.add_argument("--method", choices=("msra", "dark", "udp"), help="decode (default: the manifest's)")
-    parser.add_argument("--padding", type=float, default=1.25, help="box padding before cropping (default 1.25)")
+    parser.add_argument("--padding", type=float, default=None,
+                        help="box padding before cropping (default: the manifest's, 1.25 for mmpose models)")
     parser.add_argument("--kpt-threshold", type=float, default=0.3, help="draw joints scoring at least this")
     parser.add_argument("--no-draw", action="store_true", help="write only the JSON files")
 
