@@ -238,8 +238,9 @@ class Daemon:
                 for sink in self.sinks:
                     sink.maintain()
                 if not self.pipeline.is_alive():
-                    log.error("pipeline thread died; stopping")
-                    break
+                    log.error("pipeline thread died; stopping with status 1 (for the service manager to restart)")
+                    self._shutdown()
+                    return 1
         except BaseException:
             self._shutdown()
             raise

@@ -96,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
             self._authorised()
             path = urlsplit(self.path).path
             handler = routes.get(path)
-            if handler is None and path.startswith("/static/") and "GET" in routes.get("_methods", ()):
+            if handler is None and path.startswith("/static/") and self.command in ("GET", "HEAD"):
                 handler = self._static
             if handler is None:
                 known = set(ROUTE_LABELS) | {"/index.html"}
@@ -115,7 +115,7 @@ class Handler(BaseHTTPRequestHandler):
                 pass
 
     def do_GET(self):
-        self._dispatch({"_methods": ("GET",), "/": self._index, "/index.html": self._index,
+        self._dispatch({"/": self._index, "/index.html": self._index,
                         "/healthz": self._healthz, "/readyz": self._readyz, "/metrics": self._metrics,
                         "/v1/info": self._info, "/v1/poses/latest": self._latest, "/v1/poses/stream": self._stream,
                         "/v1/frame.jpg": self._frame})
