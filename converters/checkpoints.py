@@ -152,7 +152,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self.source, self.archive, self.prefix, self.byteorder = source, archive, prefix, byteorder
         self.builder = _TensorBuilder(source)
         self.storages: dict[str, _Storage] = {}
-        self.refused: str | None = None
 
     def find_class(self, module, name):
         module = _PY2_MODULES.get(module, module)
@@ -183,7 +182,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _StorageMarker(name, _TORCH_DTYPES[name])
         if module.split(".")[0] in _INERT_NAMESPACES and name[:1].isupper():
             return _inert_class(f"{module}.{name}")
-        self.refused = f"{module}.{name}"
         raise CheckpointError(f"{self.source}: refused to load global '{module}.{name}' from the checkpoint "
                               f"pickle (only tensors and plain containers are allowed; nothing was run)")
 

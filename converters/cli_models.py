@@ -124,10 +124,10 @@ def run(args) -> int:
     else:
         sizes_for = None
     if args.input_size:
-        from converters.zoo import ZOO, _check_size
+        from converters.zoo import ZOO, check_input_size
 
         for entry in ZOO.values():
-            _check_size(entry, size)
+            check_input_size(entry, size)
     try:
         rows = zoo_rows(sizes_for, use_cache=not args.no_cache,
                         progress=lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -92,7 +92,7 @@ def get_entry(name: str) -> ZooEntry:
         raise ZooError(f"unknown zoo model '{name}' (known: {', '.join(ZOO)})") from None
 
 
-def _check_size(entry: ZooEntry, input_size) -> tuple[int, int]:
+def check_input_size(entry: ZooEntry, input_size) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in input_size)
     except (TypeError, ValueError):
@@ -142,7 +142,7 @@ def build_model(name: str, input_size=(256, 192), checkpoint=None, seed: int = 0
     seeded weights.
     """
     entry = get_entry(name)
-    size = _check_size(entry, input_size)
+    size = check_input_size(entry, input_size)
     try:
         model = entry.build(size, num_keypoints)
     except ImportError as exc:

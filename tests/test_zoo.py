@@ -1,4 +1,4 @@
-"""The zoo: registry, seeded weights, Keras weight files, strict checkpoint mapping, MAC counting, `edge-pose models`."""
+"""The zoo: registry, seeded weights, Keras weight files, strict checkpoint mapping, MACs, `edge-pose models`."""
 from __future__ import annotations
 
 import json

@@ -2,6 +2,8 @@
 named like the PyTorch modules (`backbone.conv1`, `backbone.layer2.0.downsample.0`, ...)."""
 from __future__ import annotations
 
+from keras import layers
+
 from converters.models.layers import batch_norm, conv2d, max_pool_nonneg, relu
 
 BOTTLENECK_EXPANSION = 4
@@ -20,8 +22,6 @@ def bottleneck(x, planes: int, stride: int, *, name: str):
     y = relu(batch_norm(conv2d(y, planes, 3, stride, 1, bias=False, name=f"{name}.conv2"), name=f"{name}.bn2"),
              name=f"{name}.relu2")
     y = batch_norm(conv2d(y, out_channels, 1, bias=False, name=f"{name}.conv3"), name=f"{name}.bn3")
-    from keras import layers
-
     y = layers.Add(name=f"{name}.add")([y, shortcut])
     return relu(y, name=f"{name}.relu")
 
