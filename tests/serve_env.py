@@ -193,6 +193,14 @@ def http(url: str, data: bytes | None = None, headers: dict | None = None, metho
         return e.code, dict(e.headers), e.read()
 
 
+def status_of(url: str) -> int:
+    """HTTP status, or 0 while nothing listens yet."""
+    try:
+        return http(url, timeout=2)[0]
+    except OSError:
+        return 0
+
+
 def get_json(url: str, headers: dict | None = None) -> tuple[int, dict]:
     status, _, body = http(url, headers=headers)
     return status, json.loads(body)

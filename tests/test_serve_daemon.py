@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from serve_env import Broker, DaemonProcess, Subscriber, chromium, free_port, get_json, http, make_video, metric, \
-    wait_for
+    status_of, wait_for
 
 TOPIC = "test/edge-pose/poses"
 MQTT_BUFFER = 500
@@ -64,19 +64,12 @@ flush_s = 0.2
 """)
     daemon = DaemonProcess(["--config", str(config), "--topic", TOPIC], work)
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: http(base + "/readyz")[0] == 200 if _listening(port) else False, 90, "/readyz 200", daemon)
+    wait_for(lambda: status_of(base + "/readyz") == 200, 90, "/readyz 200", daemon)
     yield {"daemon": daemon, "base": base, "broker": broker, "sub": sub, "jsonl": jsonl, "work": work}
-    daemon.stop(signal.SIGKILL) if daemon.poll() is None else None
+    if daemon.poll() is None:
+        daemon.stop(signal.SIGKILL)
     sub.close()
     broker.stop()
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def _latest(base: str) -> dict:

@@ -10,7 +10,8 @@ import signal
 import cv2
 import pytest
 
-from serve_env import Broker, DaemonProcess, Subscriber, free_port, get_json, http, metric, person_frames, wait_for
+from serve_env import Broker, DaemonProcess, Subscriber, free_port, get_json, http, metric, person_frames, status_of, \
+    wait_for
 
 TOKEN = "s3cret-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -42,7 +43,7 @@ def test_vanished_source_reconnects_and_mqtt_drops_are_counted(tmp_path, image_d
                             "--http", f"127.0.0.1:{port}", "--mqtt", f"127.0.0.1:{broker.port}", "--topic", TOPIC],
                            tmp_path, env={"EDGE_POSE_TOKEN": TOKEN})
     try:
-        wait_for(lambda: _status(base + "/readyz") == 200, 90, "/readyz 200", daemon)
+        wait_for(lambda: status_of(base + "/readyz") == 200, 90, "/readyz 200", daemon)
 
         # the token guards data, not probes or the page
         assert http(base + "/v1/poses/latest")[0] == 401
@@ -66,7 +67,7 @@ def test_vanished_source_reconnects_and_mqtt_drops_are_counted(tmp_path, image_d
                  "/healthz reporting the source lost", daemon)
         health = get_json(base + "/healthz")[1]
         assert health["source"]["state"] == "reconnecting" and health["status"] == "degraded"
-        assert _status(base + "/readyz") == 503
+        assert status_of(base + "/readyz") == 503
         for f in sorted(parked.iterdir()):
             f.rename(image_dir / f.name)
         wait_for(lambda: get_json(base + "/healthz")[1]["source"]["reconnects"] >= 1, 10, "source reconnected",
@@ -95,13 +96,6 @@ def test_vanished_source_reconnects_and_mqtt_drops_are_counted(tmp_path, image_d
             daemon.stop(signal.SIGKILL)
         sub.close()
         broker.stop()
-
-
-def _status(url: str) -> int:
-    try:
-        return http(url, timeout=2)[0]
-    except OSError:
-        return 0
 
 
 def _metric(base: str, name: str):
