@@ -23,9 +23,23 @@ def shared_joints(model_names: list[str], coco_gt: dict) -> int:
     return sum(m is not None for m in _joint_map(model_names, gt_names))
 
 
+# mmpose's CocoMetric rescoring: a person's score is its box score times the mean of its keypoint scores above this.
+KEYPOINT_SCORE_THR = 0.2
+
+
+def instance_scores(scores, box_scores=None, thr: float = KEYPOINT_SCORE_THR) -> np.ndarray:
+    """Per-person ranking score as mmpose computes it for COCO evaluation (0 when no keypoint is above thr)."""
+    sc = np.asarray(scores, dtype=np.float64)
+    valid = sc > thr
+    mean = np.where(valid.any(1), (sc * valid).sum(1) / np.maximum(valid.sum(1), 1), 0.0)
+    return mean * (np.ones(len(sc)) if box_scores is None else np.asarray(box_scores, dtype=np.float64))
+
+
 def keypoint_ap(coco_gt: dict, image_ids, keypoints, scores, model_names: list[str],
                 ann_ids=None, box_scores=None) -> dict[str, float]:
     """AP, AP50, AP75 and AR (0..100) of image-space predictions [N, K, 2] with scores [N, K].
+
+    People are ranked as mmpose ranks them (instance_scores), so the figure is comparable with mmpose's COCO AP.
 
     Only the images in `image_ids` count; with `ann_ids`, only those ground-truth people (so an evaluation split of
     a dataset is not charged for the people it left out).
@@ -53,16 +67,15 @@ def keypoint_ap(coco_gt: dict, image_ids, keypoints, scores, model_names: list[s
         anns.append(a)
     data["annotations"] = anns
     results = []
-    box_scores = np.ones(len(image_ids)) if box_scores is None else np.asarray(box_scores)
+    used = [m for m in jmap if m is not None]
+    ranks = instance_scores(np.asarray(scores)[:, used], box_scores)
     for i, image_id in enumerate(image_ids):
         out = np.zeros((len(gt_names), 3))
         for j, m in enumerate(jmap):
             if m is not None:
                 out[j] = (keypoints[i][m][0], keypoints[i][m][1], scores[i][m])
-        used = [m for m in jmap if m is not None]
         results.append({"image_id": image_id, "category_id": data["categories"][0]["id"],
-                        "keypoints": out.ravel().tolist(),
-                        "score": float(box_scores[i] * np.mean(np.asarray(scores[i])[used]))})
+                        "keypoints": out.ravel().tolist(), "score": float(ranks[i])})
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = data

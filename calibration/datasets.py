@@ -75,15 +75,14 @@ def _choose(items: list, limit: int | None, seed: int) -> list:
     return [items[i] for i in keep]
 
 
-def _person_boxes(image: np.ndarray, detector: str) -> np.ndarray:
-    h, w = image.shape[:2]
-    if detector == "whole":
-        return np.array([[0.0, 0.0, w, h]], dtype=np.float32)
-    if detector == "hog":
-        from edge_pose.boxes import hog_boxes
+def _person_boxes(image: np.ndarray, detector: str) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes xywh [N, 4], scores [N]) from the runtime's box sources: 'whole' frame or OpenCV 'hog'."""
+    from edge_pose.boxes import box_source
 
-        return np.asarray(hog_boxes(image), dtype=np.float32).reshape(-1, 4)
-    raise CalibrationDataError(f"unknown person detector {detector!r} (whole or hog)")
+    if detector not in ("whole", "hog"):
+        raise CalibrationDataError(f"unknown person detector {detector!r} (whole or hog)")
+    found = np.asarray(box_source(detector).boxes(image), dtype=np.float32).reshape(-1, 5)
+    return found[:, :4], found[:, 4]
 
 
 def _from_coco(path: Path, input_size, images_dir, boxes, limit, seed, padding, min_box_score) -> CropSet:
@@ -133,14 +132,14 @@ def _from_folder(folder: Path, input_size, limit, seed, padding, detector) -> Cr
     out = _Collector(input_size, padding)
     for file in _progress(files, f"crops from {folder.name}/"):
         image = read_image(file)
-        out.add(image, file.name, str(file), _person_boxes(image, detector))
+        out.add(image, file.name, str(file), *_person_boxes(image, detector))
     return out.build(str(folder), "folder", seed)
 
 
 def _from_video(path: Path, input_size, every_n, limit, padding, detector, seed) -> CropSet:
     out = _Collector(input_size, padding)
     for index, frame in _progress(video_frames(path, every_n), f"crops from {path.name}"):
-        out.add(frame, index, f"{path}#{index}", _person_boxes(frame, detector))
+        out.add(frame, index, f"{path}#{index}", *_person_boxes(frame, detector))
         if limit is not None and len(out.meta["image_ids"]) >= limit:
             break
     return out.build(str(path), "video", seed)

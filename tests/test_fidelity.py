@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from shared import coco_mini
 
+from calibration.cocoeval import instance_scores
 from calibration.datasets import load_crops
 from calibration.fidelity import Thresholds, compare, format_table, oks
 from edge_pose.keypoints import aic14, coco17
@@ -98,3 +99,8 @@ def test_table_lists_rows_and_dashes_for_missing():
     lines = text.splitlines()
     assert len(lines) == 4 and "OKS" in lines[0] and "m-tflite-int8" in lines[2]
     assert lines[3].split()[4] == "-"  # fp32 row has no OKS
+
+
+def test_people_are_ranked_as_mmpose_ranks_them():
+    scores = np.array([[0.9, 0.1, 0.5], [0.1, 0.05, 0.0]])
+    np.testing.assert_allclose(instance_scores(scores, [0.5, 1.0]), [0.5 * 0.7, 0.0])

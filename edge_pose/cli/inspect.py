@@ -19,6 +19,10 @@ def _value(v) -> str:
         return ", ".join(_value(x) for x in v)
     if isinstance(v, dict):
         return "; ".join(f"{k}={_value(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
+        return "".join(f"\n    - {_value(x)}" for x in v)
+    if isinstance(v, (list, tuple)):
+        return "; ".join(str(x) for x in v)
     return str(v)
 
 

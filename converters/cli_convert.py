@@ -1,0 +1,91 @@
+"""Convert a pose model (zoo name or model file) into edge bundles: TFLite and/or OpenVINO, fp32 to int8, each
+checked against its source on crops not used for calibration, int8 rescued by the fidelity guard when it can be.
+
+Examples:
+  edge-pose convert model.onnx --color rgb --mean 123.675,116.28,103.53 --std 58.395,57.12,57.375 \\
+      --keypoints coco17 --format tflite --precision int8 --calib coco/person_keypoints.json --out bundles/
+  edge-pose convert litehrnet-18 --checkpoint litehrnet18.pth --device rpi5 --calib frames/ --eval coco.json --out b/
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+
+from converters.cli_common import convert_tool_errors, quiet_tensorflow
+
+HELP = "convert a model into TFLite/OpenVINO bundles (calibrated, fidelity-checked)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("source", help="zoo name (litehrnet-18, ...) or model file (.onnx, .pb, .keras, SavedModel dir)")
+    p.add_argument("--checkpoint", metavar="PTH", help="mmpose checkpoint for a zoo model (else seeded, untrained)")
+    p.add_argument("--device", metavar="PROFILE", help="build what this device profile runs best (e.g. rpi5)")
+    p.add_argument("--format", dest="formats", action="append", choices=["tflite", "openvino"], default=[],
+                   help="target format (repeatable; default both, or the device's set)")
+    p.add_argument("--precision", dest="precisions", action="append", default=[],
+                   choices=["fp32", "fp16", "dynamic", "int8", "int16x8"], help="target precision (repeatable)")
+    p.add_argument("--calib", metavar="DATA", help="calibration data: COCO keypoint JSON, image folder or video")
+    p.add_argument("--images", metavar="DIR", help="images of a COCO JSON when not beside it")
+    p.add_argument("--boxes", metavar="DETS", help="COCO detection results giving the --calib JSON's person boxes "
+                                                   "(evaluation then uses its ground-truth people)")
+    p.add_argument("--detector", choices=["whole", "hog"], default="whole",
+                   help="person boxes in image folders and videos: whole frame (default) or OpenCV HOG")
+    p.add_argument("--min-box-score", type=float, default=0.3, metavar="S",
+                   help="calibrate only on --boxes detections scoring at least S (default 0.3)")
+    p.add_argument("--calib-size", type=int, default=64, metavar="N", help="calibration crops (default 64)")
+    p.add_argument("--eval", dest="eval_data", metavar="DATA", help="evaluation data (default: held-out --calib)")
+    p.add_argument("--eval-size", type=int, metavar="N", help="at most N evaluation crops")
+    g = p.add_argument_group("facts a model file cannot tell")
+    g.add_argument("--input-size", metavar="H,W")
+    g.add_argument("--layout", choices=["NCHW", "NHWC"])
+    g.add_argument("--color", choices=["rgb", "bgr"])
+    g.add_argument("--mean", metavar="R,G,B", help="in 0..255 units")
+    g.add_argument("--std", metavar="R,G,B", help="in 0..255 units")
+    g.add_argument("--keypoints", metavar="coco17|aic14|FILE")
+    g.add_argument("--output", metavar="NAME", help="the heatmap output tensor")
+    t = p.add_argument_group("fidelity thresholds")
+    t.add_argument("--max-rel-diff", type=float, default=1e-4, help="fp32: heatmap max |diff| / max |ref|")
+    t.add_argument("--max-keypoint-error", type=float, default=0.05, help="fp16: mean keypoint error, heatmap px")
+    t.add_argument("--min-oks", type=float, default=0.95, help="int8: mean OKS agreement with the source")
+    t.add_argument("--max-ap-drop", type=float, default=1.0, help="int8: COCO AP drop in points (with GT)")
+    p.add_argument("--allow-degraded", action="store_true", help="keep the closest int8 bundle when none passes")
+    p.add_argument("--seed", type=int, default=0, help="seed for crop selection and untrained weights")
+    p.add_argument("--json", action="store_true", help="print the fidelity figures as JSON on stdout")
+    p.add_argument("--out", required=True, metavar="DIR", help="receives one bundle directory per target")
+
+
+def run(args) -> int:
+    quiet_tensorflow()
+    with convert_tool_errors():
+        from calibration.fidelity import Thresholds, format_table
+        from converters.convert import convert
+        from converters.guard import GuardFailed
+
+        facts = {"input_size": args.input_size, "layout": args.layout, "color": args.color,
+                 "mean": args.mean, "std": args.std,
+                 "keypoints": args.keypoints, "output": args.output}
+        thresholds = Thresholds(args.max_rel_diff, args.max_keypoint_error, args.min_oks, args.max_ap_drop)
+        try:  # converters print to stdout (onnx2tf, NNCF): keep stdout for our table / JSON
+            with contextlib.redirect_stdout(sys.stderr):
+                done = convert(args.source, args.out, checkpoint=args.checkpoint, device=args.device,
+                               formats=args.formats, precisions=args.precisions, calib=args.calib,
+                               images=args.images, boxes=args.boxes, detector=args.detector,
+                               min_box_score=args.min_box_score, calib_size=args.calib_size,
+                               eval_data=args.eval_data, eval_size=args.eval_size, facts=facts,
+                               thresholds=thresholds, allow_degraded=args.allow_degraded, seed=args.seed)
+        except GuardFailed as exc:
+            rows = [{"bundle": a.mitigation.label, **(a.figures or {}), "passed": a.passed}
+                    for a in exc.outcome.attempts]
+            print(format_table(rows), file=sys.stderr)
+            raise
+    rows = [c.row for c in done]
+    if args.json:
+        print(json.dumps([{**c.row, "path": str(c.bundle.path), "mitigation": c.outcome.chosen.mitigation.label,
+                           "degraded": c.outcome.degraded} for c in done], indent=1))
+    else:
+        print(format_table(rows))
+        for c in done:
+            print(f"{c.bundle.path}  ({c.outcome.chosen.mitigation.label}"
+                  f"{', DEGRADED' if c.outcome.degraded else ''})")
+    return 0

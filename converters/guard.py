@@ -1,0 +1,129 @@
+"""The fidelity guard: an int8 bundle that misses the thresholds is rebuilt with the known mitigations, cheapest
+first, and the first that passes is kept (it keeps the most of the model in int8, so it is the fastest passing one).
+
+Mitigations (issue #4): TFLite - per-channel weights (the default), then the first conv, the head, the sigmoid gates
+kept in float, then 16x8; OpenVINO - NNCF ignored scopes (last conv, sigmoid gates, first conv), then the MIXED
+preset. When none passes, the closest attempt is reported and the conversion fails unless `allow_degraded`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from converters.errors import ConversionError
+
+INT_PRECISIONS = ("int8",)  # precisions the guard may mitigate
+
+
+@dataclass(frozen=True)
+class Mitigation:
+    label: str  # what a reader sees: "per-channel int8 (default)", "head in float", ...
+    options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the exporter
+    precision: str | None = None  # a different precision to build (int16x8), else the requested one
+
+
+@dataclass
+class Attempt:
+    mitigation: Mitigation
+    figures: dict[str, Any] | None = None
+    failed: list[str] = field(default_factory=list)  # thresholds missed
+    error: str | None = None  # the export or the check itself failed
+    payload: Any = None  # what the pipeline needs to write the bundle (export result, staged bundle)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.figures is not None and not self.failed
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mitigation": self.mitigation.label, "passed": self.passed}
+        if self.error:
+            out["error"] = self.error
+        if self.failed:
+            out["missed"] = self.failed
+        if self.figures:
+            for k in ("oks_agreement", "ap_drop", "keypoint_error_px", "heatmap_rel_l2"):
+                if self.figures.get(k) is not None:
+                    out[k] = self.figures[k]
+        return out
+
+
+def tflite_plan(source: Any) -> list[Mitigation]:
+    """Per-channel int8, then layers kept in float (export_tflite float_ops names), then 16x8 as a whole."""
+    plan = [Mitigation("per-channel int8 (default)")]
+    for ops, label in ((("last_conv",), "head (last conv) in float"), (("first_conv",), "first conv in float"),
+                       (("LOGISTIC",), "sigmoid gates in float"),
+                       (("first_conv", "last_conv"), "first conv + head in float")):
+        plan.append(Mitigation(label, {"float_ops": ops}))
+    plan.append(Mitigation("16x8 (int16 activations, int8 weights)", precision="int16x8"))
+    return plan
+
+
+def openvino_plan(source: Any) -> list[Mitigation]:
+    """Ignored scopes that exist in this model (names from the IR itself), then the MIXED preset."""
+    from converters.export.nncf_quantize import float_scopes
+    from converters.export.openvino_read import read_static_model
+
+    scopes = float_scopes(read_static_model(source))
+    plan = [Mitigation("NNCF int8, performance preset (default)")]
+    for key, label in (("last_conv", "last conv in float"), ("sigmoid_gates", "sigmoid gates in float"),
+                       ("first_conv", "first conv in float")):
+        if key in scopes:
+            plan.append(Mitigation(label, {"ignored_scope": scopes[key]}))
+    if "first_conv" in scopes and "last_conv" in scopes:
+        both = {"names": scopes["first_conv"]["names"] + scopes["last_conv"]["names"]}
+        plan.append(Mitigation("first + last conv in float", {"ignored_scope": both}))
+    plan.append(Mitigation("NNCF MIXED preset (asymmetric activations)", {"preset": "mixed"}))
+    return plan
+
+
+PLANS: dict[str, Callable[[Any], list[Mitigation]]] = {"tflite": tflite_plan, "openvino": openvino_plan}
+
+
+def _closeness(a: Attempt) -> tuple:
+    """Sort key: higher OKS agreement, then smaller AP drop, then smaller keypoint error."""
+    f = a.figures or {}
+    return (a.error is None, f.get("oks_agreement", 0.0), -(f.get("ap_drop") or 0.0),
+            -f.get("keypoint_error_px", float("inf")))
+
+
+@dataclass
+class GuardOutcome:
+    chosen: Attempt
+    attempts: list[Attempt]
+    degraded: bool
+
+    def report(self) -> dict[str, Any]:
+        return {"chosen": self.chosen.mitigation.label, "degraded": self.degraded,
+                "attempts": [a.summary() for a in self.attempts]}
+
+
+def run_guard(fmt: str, precision: str, source: Any, attempt: Callable[[Mitigation], Attempt],
+              allow_degraded: bool = False, log: Callable[[str], None] = print) -> GuardOutcome:
+    """Try `attempt(mitigation)` along the plan until one passes; non-int8 precisions get one plain attempt."""
+    plan = PLANS[fmt](source) if precision in INT_PRECISIONS else [Mitigation(f"{precision} (no mitigations)")]
+    attempts: list[Attempt] = []
+    for i, mitigation in enumerate(plan):
+        if i:
+            log(f"  guard: {fmt}/{precision} missed ({'; '.join(attempts[-1].failed) or attempts[-1].error}); "
+                f"trying {mitigation.label}")
+        result = attempt(mitigation)
+        attempts.append(result)
+        if result.passed:
+            return GuardOutcome(result, attempts, degraded=False)
+    best = max(attempts, key=_closeness)
+    outcome = GuardOutcome(best, attempts, degraded=True)
+    if best.error is not None or not allow_degraded:
+        tried = "; ".join(f"{a.mitigation.label}: {'; '.join(a.failed) or a.error}" for a in attempts)
+        hint = "" if best.error is not None else " (--allow-degraded keeps the closest one)"
+        raise GuardFailed(f"{fmt}/{precision} misses the fidelity thresholds after {len(attempts)} attempt(s): "
+                          f"{tried}{hint}", outcome)
+    log(f"  guard: keeping degraded {fmt}/{precision} ({best.mitigation.label}) because --allow-degraded")
+    return outcome
+
+
+class GuardFailed(ConversionError):
+    """No attempt passed; `.outcome` holds every attempt's figures for the report."""
+
+    def __init__(self, message: str, outcome: GuardOutcome):
+        super().__init__(message)
+        self.outcome = outcome
