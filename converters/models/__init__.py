@@ -1,0 +1,1 @@
+"""Keras model definitions for the zoo, layer names matching mmpose module paths."""
