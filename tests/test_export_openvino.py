@@ -128,29 +128,40 @@ def test_int8_nncf_keeps_keypoints_close(sb_source, sb_eval, coco_crops, tmp_pat
     assert "nncf" in res.tools and "performance" in res.notes[-1]
 
 
-def test_int8_ignored_scope_keeps_last_conv_float(sb_source, sb_fp32, coco_crops, tmp_path):
+def test_int8_named_float_scope_keeps_last_conv_float(sb_source, coco_crops, tmp_path):
     import openvino as ov
 
-    from converters.export.nncf_quantize import float_scopes
-    from converters.export.openvino import export_openvino
+    from converters.errors import ConversionError
+    from converters.export.openvino import export_openvino, openvino_float_scopes
 
-    scopes = float_scopes(ov.Core().read_model(str(sb_fp32.files["model.xml"])))
-    assert {"first_conv", "last_conv"} <= set(scopes) and "sigmoid_gates" not in scopes
+    scopes = openvino_float_scopes(sb_source)
+    assert set(scopes) == {"first_conv", "last_conv"}  # no sigmoid gates, no multi-stage heatmap path
     calib = model_input(coco_crops[1][:8], sb_source)
-    res = export_openvino(sb_source, "int8", tmp_path, calib_inputs=calib, ignored_scope=scopes["last_conv"],
-                          preset="mixed")
-    last = scopes["last_conv"]["names"][0]
+    res = export_openvino(sb_source, "int8", tmp_path, calib_inputs=calib, ignored_scope="last_conv", preset="mixed")
+    last = scopes["last_conv"][0]
     model = ov.Core().read_model(str(res.files["model.xml"]))
     node = next(op for op in model.get_ordered_ops() if op.get_friendly_name() == last)
     feeds = {node.input_value(i).get_node().get_type_name() for i in range(node.get_input_size())}
     assert "FakeQuantize" not in feeds and res.extra["fake_quantize_ops"] > 0
-    assert res.extra["preset"] == "mixed" and last in res.extra["ignored_scope"]
+    assert res.extra["preset"] == "mixed" and res.extra["ignored_nodes"] == [last]
+    with pytest.raises(ConversionError, match="sigmoid_gates does not apply to this model"):
+        export_openvino(sb_source, "int8", tmp_path / "x", calib_inputs=calib, ignored_scope="sigmoid_gates")
+
+
+def test_float_scopes_find_the_cpm_heatmap_path(cpm_source):
+    from converters.export.openvino import openvino_float_scopes
+
+    scopes = openvino_float_scopes(cpm_source)
+    path = scopes["heatmap_path"]
+    # 6 stage heads (14 channels), the final resize, 5 stage concats and the 5 convs that read them
+    assert len(path) == 17 and "Convolutional_Pose_Machine/stage_5_out" in path
+    assert scopes["last_conv"][0] in path
 
 
 def test_keras_fp32_ir_equals_keras(tmp_path):
     import keras
 
-    from converters.export.openvino import export_openvino
+    from converters.export.openvino import export_openvino, openvino_float_scopes
     from converters.sources import load_source
 
     keras.utils.set_random_seed(0)
@@ -170,6 +181,7 @@ def test_keras_fp32_ir_equals_keras(tmp_path):
     x = np.random.default_rng(1).normal(size=(2, 64, 48, 3)).astype(np.float32)
     assert res.input_shape == (1, 64, 48, 3) and res.output_shape == (1, 32, 24, 17)
     assert rel_max(run_ir(res, x), src.run(x)) < 1e-4
+    assert len(openvino_float_scopes(src)["sigmoid_gates"]) == 1  # the Multiply the gate feeds
 
 
 def test_cpu_blob_imports_and_equals_ir(sb_fp32, sb_eval):

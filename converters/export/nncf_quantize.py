@@ -37,19 +37,34 @@ def calibration_items(calib_inputs: Any, input_shape: tuple[int, ...]) -> list[n
     return items
 
 
-def to_ignored_scope(spec: Any):
-    """None, an `nncf.IgnoredScope`, or a mapping with names/types/patterns -> `nncf.IgnoredScope` (or None)."""
+def resolve_scope(spec: Any, model, num_keypoints: int | None = None) -> tuple[Any, str]:
+    """An ignored-scope request -> (`nncf.IgnoredScope` or None, a short description for notes).
+
+    `spec` is None; a mitigation name or a list of them (first_conv, last_conv, sigmoid_gates, heatmap_path),
+    resolved on THIS model (OpenVINO's node names for TF/Keras sources are generated per conversion, so names taken
+    from another conversion do not match); a mapping with names/types/patterns; or an `nncf.IgnoredScope`.
+    """
     import nncf
 
     if spec is None or isinstance(spec, nncf.IgnoredScope):
-        return spec
+        return spec, describe_scope(spec)
+    if isinstance(spec, str) or (isinstance(spec, (list, tuple)) and all(isinstance(x, str) for x in spec)):
+        wanted = [spec] if isinstance(spec, str) else list(spec)
+        available = float_scopes(model, num_keypoints)
+        missing = [w for w in wanted if w not in available]
+        if missing:
+            raise ConversionError(f"float scope {', '.join(missing)} does not apply to this model (available: "
+                                  f"{', '.join(available) or 'none'})")
+        names = sorted({n for w in wanted for n in available[w]["names"]})
+        return nncf.IgnoredScope(names=names), f"{'+'.join(wanted)} ({len(names)} nodes)"
     if not isinstance(spec, Mapping):
-        raise ConversionError(f"ignored scope {spec!r} is not a mapping of names/types/patterns")
+        raise ConversionError(f"ignored scope {spec!r} is not a mitigation name or a mapping of names/types/patterns")
     unknown = set(spec) - {"names", "types", "patterns"}
     if unknown:
         raise ConversionError(f"ignored scope keys {sorted(unknown)} unknown (use names, types, patterns)")
     parts = {k: list(spec.get(k) or ()) for k in ("names", "types", "patterns")}
-    return nncf.IgnoredScope(**parts) if any(parts.values()) else None
+    scope = nncf.IgnoredScope(**parts) if any(parts.values()) else None
+    return scope, describe_scope(scope)
 
 
 def describe_scope(scope) -> str:
@@ -60,9 +75,12 @@ def describe_scope(scope) -> str:
     return ", ".join(bits)
 
 
-def quantize_int8(model, calib_inputs: Any, *, preset: str | None = None, ignored_scope: Any = None,
+def quantize_int8(model, calib_inputs: Any, *, preset: str | None = None, scope=None,
                   target_device: str | None = None):
-    """FP32 `ov.Model` -> INT8 `ov.Model` (NNCF PTQ, symmetric weights per channel; NNCF shows its own progress)."""
+    """FP32 `ov.Model` -> INT8 `ov.Model` (NNCF PTQ, symmetric weights per channel; NNCF shows its own progress).
+
+    `scope` is an `nncf.IgnoredScope` (see resolve_scope) or None.
+    """
     import nncf
 
     preset = (preset or "performance").lower()
@@ -70,7 +88,6 @@ def quantize_int8(model, calib_inputs: Any, *, preset: str | None = None, ignore
         raise ConversionError(f"NNCF preset {preset!r} unknown (use {' or '.join(PRESETS)})")
     shape = tuple(model.inputs[0].get_partial_shape().to_shape())
     items = calibration_items(calib_inputs, shape)
-    scope = to_ignored_scope(ignored_scope)
     device = nncf.TargetDevice[target_device] if target_device in TARGET_DEVICES else nncf.TargetDevice.ANY
     try:
         return nncf.quantize(model, nncf.Dataset(items), preset=nncf.QuantizationPreset(preset),
@@ -84,11 +101,57 @@ def _ops(model, types: Iterable[str]) -> list:
     return [op for op in model.get_ordered_ops() if op.get_type_name() in types]
 
 
-def float_scopes(model) -> dict[str, dict[str, list[str]]]:
-    """Mitigations this model allows, as ignored-scope mappings: first_conv, last_conv, sigmoid_gates.
+def _consumers(node) -> list:
+    return [t.get_node() for out in node.outputs() for t in out.get_target_inputs()]
+
+
+def _forward(start, passing: tuple[str, ...], stop: tuple[str, ...]) -> tuple[list, list]:
+    """Nodes reached from `start` through `passing` ops: (passed nodes, first `stop` nodes met)."""
+    passed, stopped, todo, seen = [], [], _consumers(start), set()
+    while todo:
+        node = todo.pop()
+        name = node.get_friendly_name()
+        if name in seen:
+            continue
+        seen.add(name)
+        if node.get_type_name() in stop:
+            stopped.append(node)
+        elif node.get_type_name() in passing:
+            passed.append(node)
+            todo.extend(_consumers(node))
+    return passed, stopped
+
+
+def _channels(node) -> int | None:
+    dim = node.get_output_partial_shape(0)[1]  # OpenVINO convolutions are NCHW inside, whatever the source layout
+    return dim.get_length() if dim.is_static else None
+
+
+def heatmap_path(model, num_keypoints: int) -> list[str]:
+    """Convs that produce K heatmaps, the resizes/concats they feed and the convs reading those concats.
+
+    Multi-stage models (CPM) feed every stage's heatmaps into the next stage through a Concat; quantising that
+    path clips heatmap peaks (NNCF's range is the mean of per-sample maxima) and errors compound stage by stage.
+    """
+    elementwise = ("Add", "Relu", "Clamp", "Transpose", "Convert", "Sigmoid", "Interpolate")
+    names: list[str] = []
+    for head in (c for c in _ops(model, _CONV_TYPES) if _channels(c) == num_keypoints):
+        names.append(head.get_friendly_name())
+        passed, concats = _forward(head, elementwise, ("Concat",))
+        names += [n.get_friendly_name() for n in passed if n.get_type_name() == "Interpolate"]
+        for concat in concats:
+            names.append(concat.get_friendly_name())
+            _, readers = _forward(concat, elementwise, _CONV_TYPES)
+            names += [r.get_friendly_name() for r in readers]
+    return sorted(set(names))
+
+
+def float_scopes(model, num_keypoints: int | None = None) -> dict[str, dict[str, list[str]]]:
+    """Mitigations this model allows, as ignored-scope mappings: first_conv, last_conv, sigmoid_gates, heatmap_path.
 
     Sigmoid gates are kept in float by ignoring the Multiply each Sigmoid feeds (NNCF quantises the multiply's
-    inputs, not the sigmoid itself). Only scopes that exist in this model are returned.
+    inputs, not the sigmoid itself). Only scopes that exist in this model are returned. `num_keypoints` defaults to
+    the output's channel count read as NCHW or NHWC (the smaller of dims 1 and 3).
     """
     scopes: dict[str, dict[str, list[str]]] = {}
     convs = _ops(model, _CONV_TYPES)
@@ -97,10 +160,13 @@ def float_scopes(model) -> dict[str, dict[str, list[str]]]:
         scopes["last_conv"] = {"names": [convs[-1].get_friendly_name()]}
     gates = []
     for sig in _ops(model, ("Sigmoid",)):
-        for target in sig.output(0).get_target_inputs():
-            node = target.get_node()
-            if node.get_type_name() == "Multiply":
-                gates.append(node.get_friendly_name())
+        gates += [n.get_friendly_name() for n in _consumers(sig) if n.get_type_name() == "Multiply"]
     if gates:
         scopes["sigmoid_gates"] = {"names": sorted(set(gates))}
+    if num_keypoints is None:
+        shape = model.outputs[0].get_partial_shape().to_shape()
+        num_keypoints = min(shape[1], shape[3])
+    path = heatmap_path(model, num_keypoints)
+    if path and path != scopes.get("last_conv", {}).get("names"):
+        scopes["heatmap_path"] = {"names": path}
     return scopes

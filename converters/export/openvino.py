@@ -35,7 +35,7 @@ def export_openvino(source: Any, precision: str, out_dir, calib_inputs=None, blo
     tools = {"openvino": ov.get_version()}
     extra: dict[str, Any] = {}
     if precision == "int8":
-        model = _quantize(model, calib_inputs, preset, ignored_scope, blob_device, notes, tools, extra)
+        model = _quantize(model, source, calib_inputs, preset, ignored_scope, blob_device, notes, tools, extra)
     xml = out_dir / "model.xml"
     # FP16 compresses weights; INT8 keeps the float parts (ignored scopes) in FP32 so a kept layer is really float.
     ov.save_model(model, str(xml), compress_to_fp16=(precision == "fp16"))
@@ -63,24 +63,32 @@ def export_openvino(source: Any, precision: str, out_dir, calib_inputs=None, blo
         ops=ops, blobs=blobs, tools=tools, seconds=time.perf_counter() - start, notes=notes, extra=extra)
 
 
-def _quantize(model, calib_inputs, preset, ignored_scope, blob_device, notes, tools, extra):
+def _quantize(model, source, calib_inputs, preset, ignored_scope, blob_device, notes, tools, extra):
     import nncf
 
-    from converters.export.nncf_quantize import calibration_items, describe_scope, quantize_int8, to_ignored_scope
+    from converters.export.nncf_quantize import calibration_items, quantize_int8, resolve_scope
 
-    scope = to_ignored_scope(ignored_scope)
+    scope, scope_text = resolve_scope(ignored_scope, model, len(source.keypoints.names))
     items = calibration_items(calib_inputs, tuple(model.inputs[0].get_partial_shape().to_shape()))
     started = time.perf_counter()
     target = blob_device.upper() if blob_device else None
-    quantized = quantize_int8(model, items, preset=preset, ignored_scope=scope, target_device=target)
+    quantized = quantize_int8(model, items, preset=preset, scope=scope, target_device=target)
     seconds = time.perf_counter() - started
-    count = len(items)
     tools["nncf"] = nncf.__version__
-    extra.update(preset=(preset or "performance").lower(), ignored_scope=describe_scope(scope),
-                 calibration_size=count, quantize_seconds=round(seconds, 2))
-    notes.append(f"INT8 by NNCF post-training quantisation: preset {extra['preset']}, {count} calibration inputs, "
-                 f"float scope: {extra['ignored_scope']}, target device {target or 'ANY'}, {seconds:.1f} s")
+    extra.update(preset=(preset or "performance").lower(), ignored_scope=scope_text,
+                 ignored_nodes=list(scope.names) if scope is not None else [],
+                 calibration_size=len(items), quantize_seconds=round(seconds, 2))
+    notes.append(f"INT8 by NNCF post-training quantisation: preset {extra['preset']}, {len(items)} calibration "
+                 f"inputs, kept in float: {scope_text}, target device {target or 'ANY'}, {seconds:.1f} s")
     return quantized
+
+
+def openvino_float_scopes(source: Any) -> dict[str, list[str]]:
+    """The float-scope mitigations (by name) that apply to this source's OpenVINO model, with their node names."""
+    from converters.export.nncf_quantize import float_scopes
+
+    model = read_static_model(source)
+    return {k: v["names"] for k, v in float_scopes(model, len(source.keypoints.names)).items()}
 
 
 def _device_present(core, device: str) -> bool:

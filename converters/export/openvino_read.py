@@ -37,7 +37,7 @@ def _convert(source: Any):
     kind = source.kind
     if kind == "keras":
         model = getattr(source, "keras_model", None)
-        if model is None:  # a Source that only knows its SavedModel form
+        if model is None or len(model.outputs) > 1:  # the SavedModel signature selects the heatmap output
             return ov.convert_model(str(_path(source, "saved_model_dir")))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras warns about the input structure OpenVINO passes; harmless
