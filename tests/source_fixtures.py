@@ -25,7 +25,7 @@ def pb_source():
     return load_source(shared(*CPM_PB), color="bgr", mean=0, std=1, keypoints="aic14")
 
 
-def crops_for(source, limit: int = 16) -> np.ndarray:
+def crops_for(source, limit: int = 24) -> np.ndarray:
     """Real person crops from coco-mini ground-truth boxes (plus their mirror images) as the model's input."""
     from calibration.datasets import load_crops
     from edge_pose.preprocess import to_model_input

@@ -92,7 +92,7 @@ class Source:
         """Model-input batch (exactly the tensor the model takes, any N) -> heatmaps (N, K, H, W) float32."""
         batch = np.asarray(batch, dtype=np.float32)
         expected = self.input_shape[1:]
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected or not len(batch):
             raise SourceError(f"{self.model_name}: input batch shape {list(batch.shape)} is not (N, "
                               f"{', '.join(map(str, expected))}) ({self.input.layout})")
         step = self.fixed_batch or len(batch)

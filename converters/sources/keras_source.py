@@ -93,7 +93,8 @@ def load_zoo(name: str, facts: F.Facts, checkpoint: Path | None, seed: int) -> K
     keypoints = facts.keypoints or (kp_name if not isinstance(kp_name, str) else keypoint_spec(kp_name))
     model = build_model(name, input_size=size, checkpoint=checkpoint, seed=seed)
     inp = InputSpec(name="input", height=int(size[0]), width=int(size[1]), layout="NHWC", dtype="float32",
-                    color="rgb", mean=facts.mean or MMPOSE_MEAN, std=facts.std or MMPOSE_STD)
+                    color="rgb", mean=facts.mean or tuple(_meta(entry, "mean", MMPOSE_MEAN)),
+                    std=facts.std or tuple(_meta(entry, "std", MMPOSE_STD)))
     out_name = output_names(model)[0]
     shape = [1] + [int(d) for d in model.outputs[0].shape[1:]]
     decode = _meta(entry, "decode", None)
@@ -102,7 +103,7 @@ def load_zoo(name: str, facts: F.Facts, checkpoint: Path | None, seed: int) -> K
     return KerasSource(keras_model=model, path=None, model_name=name, input=inp,
                        output=F.output_spec(name, out_name, shape, keypoints, "NHWC"), keypoints=keypoints,
                        sha256=sha256_path(checkpoint) if checkpoint else None, untrained=checkpoint is None,
-                       family=_meta(entry, "family", None), checkpoint=checkpoint, decode=decode, fixed_batch=None)
+                       family=_meta(entry, "family", None), checkpoint=checkpoint, decode=decode, fixed_batch=1)
 
 
 def load_keras_file(path: Path, facts: F.Facts) -> KerasSource:
@@ -129,7 +130,7 @@ def load_keras_file(path: Path, facts: F.Facts) -> KerasSource:
                           f"fixed input size")
     src = KerasSource(keras_model=model, path=path, model_name=path.stem, input=inp,
                       output=F.output_spec(str(path), out_name, [1, 1, 1, 1], None, inp.layout),
-                      keypoints=facts.keypoints, sha256=sha256_path(path), fixed_batch=None)
+                      keypoints=facts.keypoints, sha256=sha256_path(path), fixed_batch=1)
     shape = outputs[out_name]
     if None in shape:
         shape = list(src._infer(np.zeros(src.input_shape, np.float32)).shape)
