@@ -21,8 +21,8 @@ from calibration.inference import heatmaps_on, model_inputs
 from converters.guard import Attempt, GuardOutcome, Mitigation, run_guard
 from converters.manifest_build import build_manifest, devices_for
 from converters.targets import CALIBRATED, resolve_targets
-from converters.errors import ConversionError
 from edge_pose.bundle import Bundle, load_bundle, write_bundle
+from edge_pose.errors import EdgePoseError
 
 BACKEND_OF = {"tflite": ("litert", "cpu"), "openvino": ("openvino", "CPU")}
 
@@ -86,17 +86,19 @@ class Pipeline:
         out = self.work / f"export-{self.counter}"
         out.mkdir()
         self.log(f"  {fmt}/{precision}: exporting ({mitigation.label})")
-        try:
+        try:  # a mitigation the exporter or the runtime refuses is a failed attempt, not a failed conversion
             result = _export(fmt, self.source, built, out, self.calib_inputs, self.blob_device, mitigation.options)
-        except ConversionError as exc:
-            return Attempt(mitigation, error=str(exc))
-        manifest = build_manifest(
-            self.source, result, devices=devices_for(fmt, built, self.device),
-            calibration=self.calib_set.describe() if self.calib_set is not None and built in CALIBRATED else None,
-            evaluation=self.eval_set.describe(), seed=self.seed)
-        staged = write_bundle(self.work / f"stage-{self.counter}" / "bundle", manifest, result.files)
-        self.log(f"  {fmt}/{precision}: checking fidelity on {len(self.eval_set)} crops")
-        cand, _ = candidate_heatmaps(staged.path, self.eval_set, fmt)
+            manifest = build_manifest(
+                self.source, result, devices=devices_for(fmt, built, self.device),
+                calibration=self.calib_set.describe() if self.calib_set is not None and built in CALIBRATED else None,
+                evaluation=self.eval_set.describe(), seed=self.seed)
+            staged = write_bundle(self.work / f"stage-{self.counter}" / "bundle", manifest, result.files)
+            self.log(f"  {fmt}/{precision}: checking fidelity on {len(self.eval_set)} crops")
+            cand, _ = candidate_heatmaps(staged.path, self.eval_set, fmt)
+        except EdgePoseError as exc:
+            if mitigation.options or mitigation.precision:
+                return Attempt(mitigation, error=str(exc))
+            raise
         figures = compare(self.reference, cand, self.source.input.size, self.eval_set, self.source.keypoints,
                           decode_method=self.source.decode.method, blur_kernel=self.source.decode.blur_kernel)
         return Attempt(mitigation, figures=figures, failed=self.thresholds.check(precision, figures),

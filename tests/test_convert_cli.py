@@ -122,3 +122,18 @@ def test_missing_conversion_tool_is_one_line():
     with pytest.raises(MissingToolError, match=r"pip install 'edge-pose\[convert\]'"):
         with convert_tool_errors():
             raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+
+def test_missed_threshold_fails_without_bundle_unless_allow_degraded(tmp_path):
+    """An fp32 OpenVINO IR differs from onnxruntime by ~1e-6: a 1e-12 threshold cannot be met."""
+    mini = coco_mini()
+    argv = ["convert", str(shared(*SIMPLEBASELINE_ONNX)), *FACTS, "--format", "openvino", "--precision", "fp32",
+            "--eval", str(mini / "test_coco.json"), "--max-rel-diff", "1e-12", "--out", str(tmp_path / "out")]
+    rc, _, stderr = _cli(argv)
+    assert rc == 2 and "misses the fidelity thresholds" in stderr and "--allow-degraded" in stderr
+    assert not (tmp_path / "out").exists() or not any(is_bundle(p) for p in (tmp_path / "out").iterdir())
+    rc, stdout, _ = _cli(argv + ["--allow-degraded", "--json"])
+    row = json.loads(stdout)[0]
+    assert rc == 0 and row["degraded"] and not row["passed"]
+    m = load_bundle(row["path"]).manifest
+    assert m.fidelity["degraded"] and not m.fidelity["passed"] and m.provenance["calibration"] is None
