@@ -109,7 +109,8 @@ def checkpoint_layout(state: dict) -> str:
 
 
 def seed_weights(model, seed: int = 0) -> None:
-    """Deterministic He-normal kernels, zero biases, identity BatchNorm: a well-scaled untrained model."""
+    """Deterministic He-normal kernels, zero biases, BatchNorm statistics from one seeded image: a well-scaled
+    untrained model."""
     from keras import layers as L
 
     rng = np.random.default_rng(seed)
@@ -133,6 +134,32 @@ def seed_weights(model, seed: int = 0) -> None:
                 values.append(np.zeros(shape, np.float32))
         if values:
             layer.set_weights(values)
+    calibrate_batchnorm(model, seed)
+
+
+def calibrate_batchnorm(model, seed: int = 0) -> None:
+    """Give every BatchNorm the statistics of its own input on one seeded image, as training would.
+
+    With identity statistics an untrained deep model's activations grow layer after layer (Lite-HRNet-18 reaches
+    ~1e7), and at that scale float rounding alone makes two correct runtimes disagree. One forward pass in
+    training mode with momentum 0 stores each layer's batch statistics, so the model stays well-scaled in eval
+    mode: the same untrained model, numerically usable for conversion and fidelity checks.
+    """
+    from keras import layers as L
+
+    norms = [layer for layer in model.layers if isinstance(layer, L.BatchNormalization)]
+    if not norms:
+        return
+    momenta = [layer.momentum for layer in norms]
+    shape = tuple(int(d) for d in model.inputs[0].shape)
+    x = np.random.default_rng(seed + 1).standard_normal(shape).astype(np.float32)
+    try:
+        for layer in norms:
+            layer.momentum = 0.0
+        model(x, training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
 
 
 def build_model(name: str, input_size=(256, 192), checkpoint=None, seed: int = 0, num_keypoints: int = 17):
