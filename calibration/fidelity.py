@@ -4,8 +4,11 @@ Figures (all on the same crops, both sides decoded by the runtime's own decoder)
 - heatmap_rel_l2: mean over crops of ||candidate - reference|| / ||reference||;
 - heatmap_max_rel_diff: max |candidate - reference| / max |reference| over the whole set;
 - keypoint_error_px: mean distance between decoded keypoints, in heatmap pixels; keypoint_within_1px: share <= 1 px;
-- oks_agreement: mean OKS of the candidate's keypoints against the source's, every joint counted as labelled,
-  object area = the person box's w * h in image pixels, the model's own OKS sigmas;
+- oks_agreement: mean OKS of the candidate's keypoints against the source's, every predicted joint counted as
+  labelled, object area = the person box's w * h in image pixels, the model's own OKS sigmas.
+Keypoint figures count the joints the source predicts: a joint whose reference heatmap has no positive value (decoded
+score <= 0) has no location to agree with (its argmax is index 0 by convention, and any noise in the candidate moves
+it across the map), so it is left out and counted in `joints_without_peak`. Heatmap figures count everything.
 - with ground truth: COCO keypoint AP of both through pycocotools, and ap_drop = AP(source) - AP(candidate).
 """
 from __future__ import annotations
@@ -59,12 +62,16 @@ def _as_nchw(heatmaps: np.ndarray) -> np.ndarray:
     return h
 
 
-def oks(pred: np.ndarray, ref: np.ndarray, areas: np.ndarray, sigmas) -> np.ndarray:
-    """Per-person OKS [N] of pred [N, K, 2] against ref [N, K, 2], every ref joint labelled."""
+def oks(pred: np.ndarray, ref: np.ndarray, areas: np.ndarray, sigmas, labelled=None) -> np.ndarray:
+    """Per-person OKS [N] of pred [N, K, 2] against ref [N, K, 2] over the `labelled` joints (default all);
+    NaN for a person with no labelled joint."""
     k2 = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
     d2 = ((pred.astype(np.float64) - ref.astype(np.float64)) ** 2).sum(-1)
     s2 = np.maximum(np.asarray(areas, dtype=np.float64), np.finfo(np.float64).eps)[:, None]
-    return np.exp(-d2 / (2.0 * s2 * k2)).mean(-1)
+    mask = np.ones(d2.shape, bool) if labelled is None else np.asarray(labelled, bool)
+    count = mask.sum(-1)
+    total = (np.exp(-d2 / (2.0 * s2 * k2)) * mask).sum(-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def decode(heatmaps: np.ndarray, input_size, method: str = "msra", blur_kernel: int = 11):
@@ -91,13 +98,15 @@ def compare(reference_heatmaps, candidate_heatmaps, input_size, crops: CropSet |
     stride = input_size[0] / ref.shape[2]
     ref_kp, ref_sc = decode(ref, input_size, decode_method, blur_kernel)
     cand_kp, cand_sc = decode(cand, input_size, decode_method, blur_kernel)
-    err = np.linalg.norm(cand_kp - ref_kp, axis=-1) / stride
+    predicted = ref_sc > 0
+    err = (np.linalg.norm(cand_kp - ref_kp, axis=-1) / stride)[predicted]
     figures: dict[str, Any] = {
         "crops": int(n),
         "heatmap_rel_l2": float(rel_l2.mean()),
         "heatmap_max_rel_diff": float(np.abs(diff).max() / max(float(np.abs(ref).max()), 1e-12)),
-        "keypoint_error_px": float(err.mean()),
-        "keypoint_within_1px": float((err <= 1.0).mean()),
+        "keypoint_error_px": float(err.mean()) if err.size else 0.0,
+        "keypoint_within_1px": float((err <= 1.0).mean()) if err.size else 1.0,
+        "joints_without_peak": int((~predicted).sum()),
     }
     if crops is None:
         return figures
@@ -107,7 +116,8 @@ def compare(reference_heatmaps, candidate_heatmaps, input_size, crops: CropSet |
     cand_img = crop_to_image(cand_kp, crops.centers, crops.scales, tuple(input_size))
     if keypoints is not None and keypoints.sigmas:
         areas = crops.boxes[:, 2] * crops.boxes[:, 3]
-        figures["oks_agreement"] = float(oks(cand_img, ref_img, areas, keypoints.sigmas).mean())
+        per_person = oks(cand_img, ref_img, areas, keypoints.sigmas, predicted)
+        figures["oks_agreement"] = float(np.nanmean(per_person)) if np.isfinite(per_person).any() else None
     if keypoints is not None and crops.has_ground_truth:
         from calibration.cocoeval import keypoint_ap, shared_joints
 

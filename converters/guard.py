@@ -1,9 +1,10 @@
 """The fidelity guard: an int8 bundle that misses the thresholds is rebuilt with the known mitigations, cheapest
 first, and the first that passes is kept (it keeps the most of the model in int8, so it is the fastest passing one).
 
-Mitigations (issue #4): TFLite - per-channel weights (the default), then the first conv, the head, the sigmoid gates
-kept in float, then 16x8; OpenVINO - NNCF ignored scopes (last conv, sigmoid gates, first conv), then the MIXED
-preset. When none passes, the closest attempt is reported and the conversion fails unless `allow_degraded`.
+Mitigations (issue #4): TFLite - per-channel weights (the default), then the head, the first conv, the sigmoid
+gates kept in float, then 16x8; OpenVINO - NNCF ignored scopes (last conv, the multi-stage heatmap path, sigmoid
+gates, first conv), then the MIXED preset. When none passes, the closest attempt is reported and the conversion
+fails unless `allow_degraded`.
 """
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def openvino_plan(source: Any) -> list[Mitigation]:
 
     scopes = float_scopes(read_static_model(source))
     plan = [Mitigation("NNCF int8, performance preset (default)")]
-    for key, label in (("last_conv", "last conv in float"), ("sigmoid_gates", "sigmoid gates in float"),
-                       ("first_conv", "first conv in float")):
+    for key, label in (("last_conv", "last conv in float"), ("heatmap_path", "heatmap path (stage heads) in float"),
+                       ("sigmoid_gates", "sigmoid gates in float"), ("first_conv", "first conv in float")):
         if key in scopes:
             plan.append(Mitigation(label, {"ignored_scope": scopes[key]}))
     if "first_conv" in scopes and "last_conv" in scopes:

@@ -54,7 +54,8 @@ def test_perturbed_heatmaps_are_degraded(gt_crops):
     f_noise = compare(ref, noisy, SIZE, gt_crops, coco17())
     f_shift = compare(ref, shifted, SIZE, gt_crops, coco17())
     assert 0 < f_noise["heatmap_rel_l2"] < f_shift["heatmap_rel_l2"]
-    assert 2.0 < f_shift["keypoint_error_px"] <= 3.3  # 3 px on labelled joints, 0 on the flat (unlabelled) maps
+    assert f_shift["keypoint_error_px"] == pytest.approx(3.0, abs=0.3)  # flat (unlabelled) maps are left out
+    assert f_shift["joints_without_peak"] == int((gt_crops.gt_keypoints[..., 2] == 0).sum()) > 0
     assert f_shift["keypoint_within_1px"] < 0.5
     assert f_shift["oks_agreement"] < f_noise["oks_agreement"] <= 1.0
     assert f_shift["ap_drop"] > 1.0
@@ -68,7 +69,8 @@ def test_figures_without_crops_or_ground_truth():
     rng = np.random.default_rng(1)
     ref = rng.random((3, 14, 96, 96), dtype=np.float32)
     f = compare(ref, ref * 1.00001, (192, 192))
-    assert set(f) == {"crops", "heatmap_rel_l2", "heatmap_max_rel_diff", "keypoint_error_px", "keypoint_within_1px"}
+    assert set(f) == {"crops", "heatmap_rel_l2", "heatmap_max_rel_diff", "keypoint_error_px", "keypoint_within_1px",
+                      "joints_without_peak"}
     assert f["heatmap_max_rel_diff"] == pytest.approx(1e-5, rel=0.1)
     with pytest.raises(ValueError, match="differ in shape"):
         compare(ref, ref[:, :, :48], (192, 192))
@@ -104,3 +106,15 @@ def test_table_lists_rows_and_dashes_for_missing():
 def test_people_are_ranked_as_mmpose_ranks_them():
     scores = np.array([[0.9, 0.1, 0.5], [0.1, 0.05, 0.0]])
     np.testing.assert_allclose(instance_scores(scores, [0.5, 1.0]), [0.5 * 0.7, 0.0])
+
+
+def test_a_joint_with_no_reference_peak_is_left_out(gt_crops):
+    """An all-zero reference map has no keypoint: candidate noise there must not count as keypoint error."""
+    ref = _render(gt_crops)
+    cand = ref.copy()
+    ref[0, 0] = 0.0
+    cand[0, 0] = 0.0
+    cand[0, 0, 40, 40] = 1e-4  # noise far from index 0
+    f = compare(ref, cand, SIZE, gt_crops, coco17())
+    assert f["keypoint_error_px"] == 0 and f["oks_agreement"] == pytest.approx(1.0)
+    assert f["joints_without_peak"] == int((gt_crops.gt_keypoints[..., 2] == 0).sum()) + (gt_crops.gt_keypoints[0, 0, 2] > 0)
