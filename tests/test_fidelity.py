@@ -117,4 +117,5 @@ def test_a_joint_with_no_reference_peak_is_left_out(gt_crops):
     cand[0, 0, 40, 40] = 1e-4  # noise far from index 0
     f = compare(ref, cand, SIZE, gt_crops, coco17())
     assert f["keypoint_error_px"] == 0 and f["oks_agreement"] == pytest.approx(1.0)
-    assert f["joints_without_peak"] == int((gt_crops.gt_keypoints[..., 2] == 0).sum()) + (gt_crops.gt_keypoints[0, 0, 2] > 0)
+    unlabelled = int((gt_crops.gt_keypoints[..., 2] == 0).sum())
+    assert f["joints_without_peak"] == unlabelled + int(gt_crops.gt_keypoints[0, 0, 2] > 0)
