@@ -74,6 +74,7 @@ def convert_keeping_float(make_converter, precision: str, io_dtype: str, calib, 
     except Exception as exc:  # the quantiser raises RuntimeError/ValueError with long MLIR dumps
         raise ConversionError(f"{where}: selective quantisation failed ({type(exc).__name__}: "
                               f"{(str(exc).strip().splitlines() or [''])[0][:300]})") from None
-    kept = op_types + nodes
-    return data, [f"selective quantisation ({precision}): kept in float {len(kept)} op type(s)/node(s): "
-                  f"{', '.join(kept[:6])}{' ...' if len(kept) > 6 else ''}"]
+    short = op_types + [n.split(";")[0][-60:] for n in nodes]  # fused ops carry every fused TF name; show one
+    return data, [f"selective quantisation ({precision}): {', '.join(float_ops)} kept in float "
+                  f"({len(op_types)} op type(s), {len(nodes)} node(s): {', '.join(short[:4])}"
+                  f"{' ...' if len(short) > 4 else ''})"]

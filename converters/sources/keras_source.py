@@ -91,7 +91,7 @@ def load_zoo(name: str, facts: F.Facts, checkpoint: Path | None, seed: int) -> K
                                                                              (256, 192)))
     kp_name = _meta(entry, "keypoints", "coco17")
     keypoints = facts.keypoints or (kp_name if not isinstance(kp_name, str) else keypoint_spec(kp_name))
-    model = build_model(name, input_size=size, checkpoint=checkpoint, seed=seed)
+    model = build_model(name, input_size=size, checkpoint=checkpoint, seed=seed, num_keypoints=len(keypoints.names))
     inp = InputSpec(name="input", height=int(size[0]), width=int(size[1]), layout="NHWC", dtype="float32",
                     color="rgb", mean=facts.mean or tuple(_meta(entry, "mean", MMPOSE_MEAN)),
                     std=facts.std or tuple(_meta(entry, "std", MMPOSE_STD)))
