@@ -136,10 +136,12 @@ def heatmap_path(model, num_keypoints: int) -> list[str]:
     elementwise = ("Add", "Relu", "Clamp", "Transpose", "Convert", "Sigmoid", "Interpolate")
     names: list[str] = []
     for head in (c for c in _ops(model, _CONV_TYPES) if _channels(c) == num_keypoints):
+        passed, stops = _forward(head, elementwise, ("Concat", "Result"))
+        if not stops:  # a K-channel conv inside the body (a channel count that happens to equal K), not a head
+            continue
         names.append(head.get_friendly_name())
-        passed, concats = _forward(head, elementwise, ("Concat",))
         names += [n.get_friendly_name() for n in passed if n.get_type_name() == "Interpolate"]
-        for concat in concats:
+        for concat in (n for n in stops if n.get_type_name() == "Concat"):
             names.append(concat.get_friendly_name())
             _, readers = _forward(concat, elementwise, _CONV_TYPES)
             names += [r.get_friendly_name() for r in readers]

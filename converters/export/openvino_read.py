@@ -7,6 +7,7 @@ relative to onnxruntime). Shapes are fixed before saving because the NPU compile
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,25 @@ def read_static_model(source: Any):
     _name(model.inputs[0], source.input.name)
     _name(model.outputs[0], source.output.name)
     _set_layout(model, source.input.layout)
+    _stable_names(model)
     return model
+
+
+_GENERATED = re.compile(r"^[A-Za-z]+_\d+$")  # OpenVINO's per-process counter names, e.g. Convolution_48454
+
+
+def _stable_names(model) -> None:
+    """Rename counter-named ops by their topological index, so NNCF ignored-scope names read from one conversion
+    match another conversion of the same source (TF and Keras frontends name ops from a global counter)."""
+    taken = {op.get_friendly_name() for op in model.get_ordered_ops()}
+    for i, op in enumerate(model.get_ordered_ops()):
+        name, kind = op.get_friendly_name(), op.get_type_name()
+        if kind in ("Parameter", "Result", "Constant") or not _GENERATED.match(name):
+            continue
+        new = f"{kind}#{i}"
+        if new not in taken:
+            op.set_friendly_name(new)
+            taken.add(new)
 
 
 def _pick_output(model, source: Any, where):
