@@ -82,10 +82,14 @@ class CropSet:
     def split(self, calib_size: int, eval_size: int | None = None, seed: int | None = None):
         """Two disjoint seeded subsets (calibration, evaluation); evaluation gets the rest unless eval_size."""
         seed = self.seed if seed is None else seed
+        if len(self) < 2:
+            raise CalibrationDataError(f"{self.source}: {len(self)} crop(s) cannot be split into calibration and "
+                                       "evaluation crops (pass --eval DATA, or more data)")
         if calib_size >= len(self):
-            raise CalibrationDataError(
-                f"{self.source}: {len(self)} crops cannot give {calib_size} calibration crops and keep any for "
-                "evaluation (lower --calib-size or pass --eval DATA)")
+            wanted, calib_size = calib_size, len(self) - max(1, len(self) // 4)
+            warnings.warn(f"{self.source}: {len(self)} crops cannot give {wanted} calibration crops and keep any "
+                          f"for evaluation: using {calib_size} for calibration and {len(self) - calib_size} for "
+                          "evaluation (pass --eval DATA to keep them apart)", SmallCropSetWarning, stacklevel=2)
         order = np.random.default_rng(seed).permutation(len(self))
         calib_idx = np.sort(order[:calib_size])
         rest = order[calib_size:]

@@ -62,8 +62,11 @@ def test_split_is_disjoint_seeded_and_warns_when_small():
     with pytest.warns(SmallCropSetWarning, match="24 crops"):
         assert calib.warn_if_small("calibration")
     assert not evaluation.warn_if_small("evaluation")
-    with pytest.raises(CalibrationDataError, match="cannot give 40"):
-        cs.split(40)
+    with pytest.warns(SmallCropSetWarning, match="cannot give 40"):
+        calib, evaluation = cs.split(40)
+    assert (len(calib), len(evaluation)) == (30, 10)
+    with pytest.raises(CalibrationDataError, match="cannot be split"):
+        cs.subset([0]).split(1)
 
 
 def test_image_folder_whole_image(tmp_path):
