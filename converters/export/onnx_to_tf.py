@@ -55,6 +55,24 @@ def _samples(source, calib_inputs) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(np.concatenate([x] * reps)[:20], np.float32), note
 
 
+@contextlib.contextmanager
+def _onnx2tf_environment():
+    """onnx2tf sets TF_USE_LEGACY_KERAS=1 (and silences TF logs) in os.environ when imported; left in place, that
+    makes every later Keras user in the process (OpenVINO's Keras reader, TF's converters) see tf_keras. Give
+    onnx2tf its setting while it runs and restore the caller's environment afterwards."""
+    keys = ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _layout(shape: tuple[int, ...], channels: int) -> str:
     return "NHWC" if shape[-1] == channels and shape[1] != channels else "NCHW"
 
@@ -85,9 +103,9 @@ def onnx_to_saved_model(source, calib_inputs=None) -> TFModel:
     """The source's prepared ONNX as a SavedModel with one batch-1 `serving_default` signature (cached)."""
     if "onnx2tf" in source.cache:
         return source.cache["onnx2tf"]
-    import onnx2tf
     import tensorflow as tf
-    import tf_keras
+
+    tf.keras.Model  # noqa: B018  (resolve tf.keras to Keras 3 before onnx2tf's environment is in force)
 
     work = source.workdir() / "onnx2tf"
     work.mkdir(exist_ok=True)
@@ -98,7 +116,10 @@ def onnx_to_saved_model(source, calib_inputs=None) -> TFModel:
     log = io.StringIO()
     try:
         os.chdir(work)
-        with contextlib.redirect_stdout(log):
+        with _onnx2tf_environment(), contextlib.redirect_stdout(log):
+            import onnx2tf
+            import tf_keras
+
             model = onnx2tf.convert(input_onnx_file_path=str(onnx_file), output_folder_path=str(work / "out"),
                                     disable_model_save=True, non_verbose=True)
     except Exception as exc:  # onnx2tf raises anything; surface its last words on one line
