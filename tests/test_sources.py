@@ -137,3 +137,26 @@ def test_keras_file_and_savedmodel_sources(tmp_path):
     fixed = load_source(sm.saved_model_dir(), **facts)  # re-saved with a batch-1 signature
     assert fixed.fixed_batch == 1
     np.testing.assert_allclose(fixed.run(x), want, atol=1e-6)
+
+
+def test_frozen_graph_with_two_outputs_needs_output(tmp_path):
+    """A graph ending in two heatmap-like tensors: the user names one; without it the error lists both."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (1, 32, 24, 3), name="image")
+        w = tf.constant(np.random.default_rng(0).normal(size=(3, 3, 3, 17)).astype(np.float32))
+        y = tf.nn.conv2d(x, w, strides=4, padding="SAME")
+        tf.nn.relu(y, name="heatmaps")
+        tf.nn.sigmoid(y, name="scores")
+    (tmp_path / "two.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    facts = dict(color="rgb", mean=0, std=1, keypoints="coco17")
+    with pytest.raises(SourceError) as err:
+        load_source(tmp_path / "two.pb", **facts)
+    msg = str(err.value)
+    assert "--output NAME" in msg and "heatmaps" in msg and "scores" in msg and "\n" not in msg
+    src = load_source(tmp_path / "two.pb", output="heatmaps", **facts)
+    assert (src.output.name, src.output.size, src.output.layout) == ("heatmaps", (8, 6), "NHWC")
+    x = np.random.default_rng(1).normal(size=(2, 32, 24, 3)).astype(np.float32)
+    assert src.run(x).shape == (2, 17, 8, 6) and (src.run(x) >= 0).all()

@@ -84,10 +84,12 @@ class Facts:
                    str(output).split(":")[0] if output else None)
 
 
-def missing_error(where: str, missing: Sequence[str]) -> SourceError:
+def missing_error(where: str, missing: Sequence[str], outputs: Sequence[str] = ()) -> SourceError:
+    """One line listing every missing fact with its flag (and the candidate outputs when --output is missing)."""
     flags = " ".join(FLAG[m] for m in missing)
+    hint = f" (candidate outputs: {', '.join(list(outputs)[:8])})" if "output" in missing and outputs else ""
     return SourceError(f"{where}: the file does not say {', '.join(m.replace('_', ' ') for m in missing)}; "
-                       f"state them with {flags}")
+                       f"state them with {flags}{hint}")
 
 
 def infer_layout(shape: Sequence[int | None]) -> str | None:

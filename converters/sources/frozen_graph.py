@@ -97,7 +97,7 @@ def load_frozen_graph(path: Path, facts: F.Facts) -> FrozenGraphSource:
     out_name, missing_out = F.choose_output(str(path), candidates, facts)
     missing += missing_out + (["keypoints"] if facts.keypoints is None else [])
     if missing:
-        raise F.missing_error(str(path), missing)
+        raise F.missing_error(str(path), missing, candidates)
     src = FrozenGraphSource(graph_def=graph_def, path=path, model_name=path.parent.name if path.stem == "model"
                             else path.stem, input=inp, output=OutputSpec(name=out_name, heatmap_height=1,
                                                                          heatmap_width=1),

@@ -124,7 +124,7 @@ def load_keras_file(path: Path, facts: F.Facts) -> KerasSource:
     out_name, missing_out = F.choose_output(str(path), outputs, facts)
     missing += missing_out + (["keypoints"] if facts.keypoints is None else [])
     if missing:
-        raise F.missing_error(str(path), missing)
+        raise F.missing_error(str(path), missing, outputs)
     if None in in_shape[1:]:
         raise SourceError(f"{path}: the Keras model has open spatial input dims {in_shape}; rebuild it with a "
                           f"fixed input size")

@@ -74,7 +74,7 @@ def load_onnx(path: Path, facts: F.Facts) -> OnnxSource:
     out_name, missing_out = F.choose_output(str(path), candidates, facts)
     missing += missing_out + (["keypoints"] if facts.keypoints is None else [])
     if missing:
-        raise F.missing_error(str(path), missing)
+        raise F.missing_error(str(path), missing, candidates)
     h, w = inp.size
     shape = (1, 3, h, w) if inp.layout == "NCHW" else (1, h, w, 3)
     try:

@@ -78,7 +78,7 @@ def load_savedmodel(path: Path, facts: F.Facts) -> SavedModelSource:
     out_name, missing_out = F.choose_output(str(path), outs, facts)
     missing += missing_out + (["keypoints"] if facts.keypoints is None else [])
     if missing:
-        raise F.missing_error(str(path), missing)
+        raise F.missing_error(str(path), missing, outs)
     src = SavedModelSource(loaded=loaded, signature_input=arg, path=path, model_name=path.name, input=inp,
                            output=OutputSpec(name=out_name, heatmap_height=1, heatmap_width=1),
                            keypoints=facts.keypoints, sha256=sha256_path(path),
