@@ -90,10 +90,12 @@ def _cross_resolution_weighting(xs, ratio: int, name: str):
     out = keras.layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0]
     total = sum(channels)
     out = _conv_module(out, int(total / ratio), 1, name=f"{name}.conv1")
-    out = _conv_module(out, total, 1, name=f"{name}.conv2", act="sigmoid")
+    out = _conv_module(out, total, 1, name=f"{name}.conv2", act=None)
     gated, start = [], 0
     for x, c in zip(xs, channels):
-        gate = out[..., start:start + c] if len(xs) > 1 else out
+        # slice before the sigmoid: int8 LOGISTIC has a fixed output scale that a slice of it cannot keep, and
+        # TFLite's quantizer refuses the model ("same scale constraint"); sigmoid per slice is the same function
+        gate = _act(out[..., start:start + c] if len(xs) > 1 else out, "sigmoid")
         start += c
         gate = upsample_nearest(gate, x.shape[1] // mini[0])
         gated.append(keras.layers.Multiply()([x, gate]))
