@@ -1,0 +1,93 @@
+"""The main job end to end on the embedded default (Lite-HRNet-18, seeded weights): zoo, convert, explain,
+bench, report, predict. Each step is printed as the command a user would type, then run.
+
+Calibration and evaluation use real COCO crops when ../shared/data/coco-mini (or $EDGE_POSE_DEMO_DATA) is present;
+otherwise generated stick-figure frames, and the demo says so (numbers from those mean little).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+HELP = "run the main job on the embedded default: zoo, convert, explain, bench, report, predict"
+MODEL = "litehrnet-18"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", default="demo-out", help="output directory (default demo-out)")
+    p.add_argument("--model", default=MODEL, help=f"zoo model to use (default {MODEL})")
+    p.add_argument("--data", help="COCO keypoint JSON or image folder for calibration (default: coco-mini, else "
+                                  "generated frames)")
+    p.add_argument("--runs", type=int, default=30, help="timed inferences per bundle in the bench step")
+
+
+def _coco_mini() -> Path | None:
+    for root in (os.environ.get("EDGE_POSE_DEMO_DATA"), Path(__file__).resolve().parents[2] / "shared/data/coco-mini",
+                 Path.cwd().parent / "shared/data/coco-mini"):
+        if root and (Path(root) / "test_coco.json").is_file():
+            return Path(root)
+    return None
+
+
+def synthetic_frames(out: Path, count: int = 24, size: tuple[int, int] = (480, 640)) -> Path:
+    """Stick figures on textured backgrounds: enough to exercise calibration when no real images are at hand."""
+    import cv2
+    import numpy as np
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    h, w = size
+    for i in range(count):
+        img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 9)
+        cx, top, s = rng.uniform(0.3, 0.7) * w, rng.uniform(0.1, 0.25) * h, rng.uniform(0.5, 0.8) * h
+        pts = {"head": (cx, top), "neck": (cx, top + 0.15 * s), "hip": (cx, top + 0.5 * s)}
+        for side in (-1, 1):
+            pts[f"hand{side}"] = (cx + side * 0.25 * s, top + rng.uniform(0.1, 0.45) * s)
+            pts[f"foot{side}"] = (cx + side * 0.15 * s, top + 0.95 * s)
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        for a, b in [("head", "neck"), ("neck", "hip"), ("neck", "hand-1"), ("neck", "hand1"),
+                     ("hip", "foot-1"), ("hip", "foot1")]:
+            cv2.line(img, tuple(map(int, pts[a])), tuple(map(int, pts[b])), color, max(3, int(s / 25)))
+        cv2.circle(img, tuple(map(int, pts["head"])), int(s / 12), color, -1)
+        cv2.imwrite(str(out / f"frame{i:03d}.jpg"), img)
+    return out
+
+
+def _step(argv: list[str]) -> None:
+    from edge_pose.cli.main import main
+
+    print(f"\n$ edge-pose {' '.join(shlex.quote(a) for a in argv)}", flush=True)
+    code = main(argv)
+    if code:
+        raise SystemExit(code)
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    bundles = out / "bundles"
+    coco = None if args.data else _coco_mini()
+    if args.data:
+        calib, image = ["--calib", args.data], None
+    elif coco:
+        calib = ["--calib", str(coco / "test_coco.json"), "--boxes", str(coco / "test_coco_det_AP_H_56.json")]
+        image = coco / "000000000785.jpg"
+        print(f"demo data: real COCO images in {coco}")
+    else:
+        frames = synthetic_frames(out / "frames")
+        calib, image = ["--calib", str(frames)], frames / "frame000.jpg"
+        print(f"demo data: no COCO images found; generated {frames} (set EDGE_POSE_DEMO_DATA to real data)")
+    _step(["models"])
+    _step(["convert", args.model, "--format", "tflite", "--format", "openvino", "--precision", "fp32",
+           "--precision", "int8", *calib, "--calib-size", "48", "--allow-degraded", "--out", str(bundles)])
+    _step(["explain", str(bundles)])
+    _step(["bench", str(bundles), "--runs", str(args.runs), "--json", str(out / "bench.json")])
+    _step(["bench", "report", str(out / "bench.json"), "--out", str(out / "report")])
+    if image is None:
+        image = next(p for p in sorted(Path(args.data).parent.rglob("*.jp*g")))
+    _step(["predict", str(bundles), str(image), "--out", str(out / "predict")])
+    print(f"\ndemo done: bundles in {bundles}, bench report in {out / 'report'}, drawn poses in {out / 'predict'}.\n"
+          f"The model has seeded (untrained) weights: its poses are noise; convert a checkpoint with "
+          f"`edge-pose convert {args.model} --checkpoint PTH ...` for real ones.")
+    return 0
