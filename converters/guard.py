@@ -48,9 +48,13 @@ class Attempt:
         return out
 
 
+DEFAULTS = {"tflite": Mitigation("per-channel int8 (default)"),
+            "openvino": Mitigation("NNCF int8, performance preset (default)")}
+
+
 def tflite_plan(source: Any) -> list[Mitigation]:
     """Per-channel int8, then layers kept in float (export_tflite float_ops names), then 16x8 as a whole."""
-    plan = [Mitigation("per-channel int8 (default)")]
+    plan = [DEFAULTS["tflite"]]
     for ops, label in ((("last_conv",), "head (last conv) in float"), (("first_conv",), "first conv in float"),
                        (("LOGISTIC",), "sigmoid gates in float"),
                        (("first_conv", "last_conv"), "first conv + head in float")):
@@ -65,7 +69,7 @@ def openvino_plan(source: Any) -> list[Mitigation]:
     from converters.export.openvino_read import read_static_model
 
     scopes = float_scopes(read_static_model(source))
-    plan = [Mitigation("NNCF int8, performance preset (default)")]
+    plan = [DEFAULTS["openvino"]]
     for key, label in (("last_conv", "last conv in float"), ("heatmap_path", "heatmap path (stage heads) in float"),
                        ("sigmoid_gates", "sigmoid gates in float"), ("first_conv", "first conv in float")):
         if key in scopes:
@@ -101,7 +105,15 @@ class GuardOutcome:
 def run_guard(fmt: str, precision: str, source: Any, attempt: Callable[[Mitigation], Attempt],
               allow_degraded: bool = False, log: Callable[[str], None] = print) -> GuardOutcome:
     """Try `attempt(mitigation)` along the plan until one passes; non-int8 precisions get one plain attempt."""
-    plan = PLANS[fmt](source) if precision in INT_PRECISIONS else [Mitigation(f"{precision} (no mitigations)")]
+    if precision not in INT_PRECISIONS:
+        plan = [Mitigation(f"{precision} (no mitigations)")]
+    elif getattr(source, "untrained", False):
+        # seeded weights have no peaks to agree on: mitigations would chase noise (and fall back to a 16x8 that
+        # runs 10x slower), so an untrained model gets the default attempt, judged and reported as usual
+        log(f"  guard: {fmt}/{precision}: untrained source, trying the default only")
+        plan = [DEFAULTS[fmt]]
+    else:
+        plan = PLANS[fmt](source)
     attempts: list[Attempt] = []
     for i, mitigation in enumerate(plan):
         if i:

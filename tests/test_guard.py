@@ -1,0 +1,21 @@
+"""The guard's plan: trained sources get every mitigation in turn; untrained ones only the default attempt."""
+from types import SimpleNamespace
+
+import pytest
+
+from converters.guard import Attempt, GuardFailed, run_guard
+
+
+def _missing(mitigation):
+    return Attempt(mitigation, figures={"oks_agreement": 0.5}, failed=["OKS agreement 0.5 < 0.95"])
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "openvino"])
+def test_untrained_source_gets_the_default_attempt_only(fmt):
+    source = SimpleNamespace(untrained=True, model_name="seeded", kind="keras", keras_model=None)
+    tried, log = [], []
+    outcome = run_guard(fmt, "int8", source, lambda m: tried.append(m) or _missing(m), allow_degraded=True,
+                        log=log.append)
+    assert len(tried) == 1 and outcome.degraded and "untrained" in log[0]
+    with pytest.raises(GuardFailed, match="after 1 attempt"):
+        run_guard(fmt, "int8", source, _missing, allow_degraded=False, log=log.append)
