@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import ROOT, coco_mini
+from shared import ROOT, coco_mini, missing
 
 EDGE_POSE = ROOT / ".venv" / "bin" / "edge-pose"
 MOSQUITTO = Path("/usr/sbin/mosquitto")
@@ -31,10 +31,7 @@ PERSON_IMAGE = "000000000785.jpg"  # one skier filling the frame: whole-frame bo
 def need_binary(path: Path) -> Path:
     """Skip when a system binary is missing, except under CI=true where that is a failure."""
     if not path.exists():
-        reason = f"{path} not installed (apt-get install {path.name}; scripts/ensure-system-deps.sh)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing(f"{path} not installed (apt-get install {path.name}; scripts/ensure-system-deps.sh)")
     return path
 
 

@@ -14,13 +14,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGE_POSE_SHARED", ROOT.parent / "shared"))
 
 
+def missing(reason: str) -> None:
+    """Something a test needs is absent: a failure under CI=true (CI must never pass by skipping), else a skip."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def shared(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        reason = f"shared test material missing: {path} (set EDGE_POSE_SHARED to the shared/ folder)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing(f"shared test material missing: {path} (set EDGE_POSE_SHARED to the shared/ folder)")
     return path
 
 

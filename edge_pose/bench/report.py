@@ -87,62 +87,60 @@ def markdown(table: list[dict], ups: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _grouped_barh(rows: list, labels: list[str], series: dict[str, dict], xlabel: str, title: str, path: Path,
+                  line_at: float | None = None) -> Path:
+    """One horizontal bar per (row, series): `series[name][row] = (value, whisker)`; rows top to bottom."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(rows) * max(1, len(series))))
+    height = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        present = [(j, values[row]) for j, row in enumerate(rows) if row in values]
+        ax.barh([j + i * height for j, _ in present], [v for _, (v, _) in present], height,
+                xerr=[[0] * len(present), [e for _, (_, e) in present]], capsize=3, label=name)
+    if line_at is not None:
+        ax.axvline(line_at, color="black", linewidth=0.8)
+    ax.set_yticks([j + height * (len(series) - 1) / 2 for j in range(len(rows))])
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _threads(t) -> str:
+    return f" {t}t" if t else ""
+
+
 def charts(table: list[dict], ups: list[dict], out_dir: Path) -> list[Path]:
-    """latency.png (p50 with p90 whiskers per variant, grouped by device) and speedup.png."""
+    """latency.png (p50 with p90 whiskers per variant, one series per device) and speedup.png."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         raise EdgePoseError("charts need matplotlib: pip install 'edge-pose[bench]'") from None
-    written = []
-    devices = sorted({r["device"] for r in table})
     variants = sorted({(r["model"], r["format"], r["precision"], r["threads"]) for r in table}, key=str)
-    by = {(r["device"], (r["model"], r["format"], r["precision"], r["threads"])): r for r in table}
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(variants) * max(1, len(devices))))
-    height = 0.8 / max(1, len(devices))
-    for i, dev in enumerate(devices):
-        ys, p50, err = [], [], []
-        for j, var in enumerate(variants):
-            if (dev, var) in by:
-                r = by[(dev, var)]
-                ys.append(j + i * height)
-                p50.append(r["p50_ms"])
-                err.append(r["p90_ms"] - r["p50_ms"])
-        ax.barh(ys, p50, height, xerr=[[0] * len(err), err], capsize=3, label=dev)
-    ax.set_yticks([j + height * (len(devices) - 1) / 2 for j in range(len(variants))])
-    ax.set_yticklabels([f"{m} {f} {p}" + (f" {t}t" if t else "") for m, f, p, t in variants], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("latency p50 (ms), whisker to p90")
-    ax.set_title("Inference latency per device and variant")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    written.append(out_dir / "latency.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    latency = defaultdict(dict)
+    for r in sorted(table, key=lambda r: r["device"]):
+        latency[r["device"]][(r["model"], r["format"], r["precision"], r["threads"])] = (
+            r["p50_ms"], r["p90_ms"] - r["p50_ms"])
+    written = [_grouped_barh(variants, [f"{m} {f} {p}{_threads(t)}" for m, f, p, t in variants], dict(latency),
+                             "latency p50 (ms), whisker to p90", "Inference latency per device and variant",
+                             out_dir / "latency.png")]
     if ups:
-        groups = defaultdict(list)
-        for u in ups:
-            groups[u["precision"]].append(u)
-        labels = sorted({(u["device"], u["model"], u["format"], u["backend"], u["threads"]) for u in ups}, key=str)
-        fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(labels) * len(groups)))
-        height = 0.8 / len(groups)
-        for i, (prec, items) in enumerate(sorted(groups.items())):
-            val = {(u["device"], u["model"], u["format"], u["backend"], u["threads"]): u["speedup"] for u in items}
-            ys = [j + i * height for j, lab in enumerate(labels) if lab in val]
-            ax.barh(ys, [val[lab] for lab in labels if lab in val], height, label=prec)
-        ax.axvline(1.0, color="black", linewidth=0.8)
-        ax.set_yticks([j + height * (len(groups) - 1) / 2 for j in range(len(labels))])
-        ax.set_yticklabels([f"{d}: {m} {f}/{b}" + (f" {t}t" if t else "") for d, m, f, b, t in labels], fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel("speedup over fp32 (p50)")
-        ax.set_title("Quantisation speedup over fp32")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        written.append(out_dir / "speedup.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+        keys = sorted({(u["device"], u["model"], u["format"], u["backend"], u["threads"]) for u in ups}, key=str)
+        speed = defaultdict(dict)
+        for u in sorted(ups, key=lambda u: u["precision"]):
+            speed[u["precision"]][(u["device"], u["model"], u["format"], u["backend"], u["threads"])] = (
+                u["speedup"], 0.0)
+        written.append(_grouped_barh(keys, [f"{d}: {m} {f}/{b}{_threads(t)}" for d, m, f, b, t in keys], dict(speed),
+                                     "speedup over fp32 (p50)", "Quantisation speedup over fp32",
+                                     out_dir / "speedup.png", line_at=1.0))
     return written
 
 
