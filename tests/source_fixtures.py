@@ -1,5 +1,5 @@
 """Session fixtures shared by the source and TFLite export tests: the two real shared models as Sources and real
-coco-mini crops in each model's input form. Import the fixtures by name into a test module to use them."""
+coco-mini crops in each model's input form. conftest.py registers them once for the whole session."""
 from __future__ import annotations
 
 import numpy as np

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shared import CPM_PB, SIMPLEBASELINE_ONNX, coco_mini, shared
+from shared import coco_mini
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+from source_fixtures import IMAGENET_MEAN, IMAGENET_STD
 
 
 def rel_max(a: np.ndarray, b: np.ndarray) -> float:
@@ -39,22 +38,6 @@ def model_input(crops, source) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def sb_source():
-    from converters.sources import load_source
-
-    return load_source(shared(*SIMPLEBASELINE_ONNX), color="rgb", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                       keypoints="coco17")
-
-
-@pytest.fixture(scope="session")
-def cpm_source():
-    from converters.sources import load_source
-
-    return load_source(shared(*CPM_PB), color="bgr", mean=0, std=1, keypoints="aic14",
-                       output="Convolutional_Pose_Machine/stage_5_out")
-
-
-@pytest.fixture(scope="session")
 def coco_crops():
     """Ground-truth person crops (evaluation) and detector crops (calibration) at 256x192, from coco-mini."""
     from calibration.datasets import load_crops
@@ -67,22 +50,22 @@ def coco_crops():
 
 
 @pytest.fixture(scope="session")
-def sb_fp32(sb_source, tmp_path_factory):
+def sb_fp32(onnx_source, tmp_path_factory):
     from converters.export.openvino import export_openvino
 
-    return export_openvino(sb_source, "fp32", tmp_path_factory.mktemp("ov") / "sb-fp32", blob_device="CPU")
+    return export_openvino(onnx_source, "fp32", tmp_path_factory.mktemp("ov") / "sb-fp32", blob_device="CPU")
 
 
 @pytest.fixture(scope="session")
-def sb_eval(sb_source, sb_fp32, coco_crops):
+def sb_eval(onnx_source, sb_fp32, coco_crops):
     """(model input, FP32 IR heatmaps) on the ground-truth crops."""
-    x = model_input(coco_crops[0], sb_source)
+    x = model_input(coco_crops[0], onnx_source)
     return x, run_ir(sb_fp32, x)
 
 
-def test_onnx_fp32_ir_equals_onnxruntime(sb_source, sb_fp32, sb_eval):
+def test_onnx_fp32_ir_equals_onnxruntime(onnx_source, sb_fp32, sb_eval):
     x, got = sb_eval
-    ref = sb_source.run(x)
+    ref = onnx_source.run(x)
     assert rel_max(got, ref) < 1e-4
     assert sb_fp32.input_name == "data" and sb_fp32.output_name == "hybridsequential0_conv7_fwd"
     assert (sb_fp32.input_layout, sb_fp32.output_layout) == ("NCHW", "NCHW")
@@ -91,21 +74,21 @@ def test_onnx_fp32_ir_equals_onnxruntime(sb_source, sb_fp32, sb_eval):
     assert "openvino" in sb_fp32.tools and "FakeQuantize" not in sb_fp32.ops
 
 
-def test_frozen_graph_fp32_ir_equals_tensorflow(cpm_source, tmp_path):
+def test_frozen_graph_fp32_ir_equals_tensorflow(pb_source, tmp_path):
     from converters.export.openvino import export_openvino
 
-    res = export_openvino(cpm_source, "fp32", tmp_path)
+    res = export_openvino(pb_source, "fp32", tmp_path)
     assert res.input_name == "image" and res.output_name == "Convolutional_Pose_Machine/stage_5_out"
     assert (res.input_layout, res.output_layout, res.input_shape) == ("NHWC", "NHWC", (1, 192, 192, 3))
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (2, 192, 192, 3)).astype(np.float32)
-    assert rel_max(run_ir(res, x), cpm_source.run(x)) < 1e-4
+    assert rel_max(run_ir(res, x), pb_source.run(x)) < 1e-4
 
 
-def test_fp16_ir_runs_close_to_fp32(sb_source, sb_fp32, sb_eval, tmp_path):
+def test_fp16_ir_runs_close_to_fp32(onnx_source, sb_fp32, sb_eval, tmp_path):
     from converters.export.openvino import export_openvino
 
-    res = export_openvino(sb_source, "fp16", tmp_path)
+    res = export_openvino(onnx_source, "fp16", tmp_path)
     x, ref = sb_eval
     got = run_ir(res, x)
     assert res.files["model.bin"].stat().st_size < 0.6 * sb_fp32.files["model.bin"].stat().st_size
@@ -114,11 +97,11 @@ def test_fp16_ir_runs_close_to_fp32(sb_source, sb_fp32, sb_eval, tmp_path):
     assert err.mean() <= 0.05
 
 
-def test_int8_nncf_keeps_keypoints_close(sb_source, sb_eval, coco_crops, tmp_path):
+def test_int8_nncf_keeps_keypoints_close(onnx_source, sb_eval, coco_crops, tmp_path):
     from converters.export.openvino import export_openvino
 
-    calib = model_input(coco_crops[1], sb_source)
-    res = export_openvino(sb_source, "int8", tmp_path, calib_inputs=calib)
+    calib = model_input(coco_crops[1], onnx_source)
+    res = export_openvino(onnx_source, "int8", tmp_path, calib_inputs=calib)
     x, ref = sb_eval
     err = np.linalg.norm(argmax_xy(run_ir(res, x)) - argmax_xy(ref), axis=-1)
     print(f"INT8 mean keypoint error {err.mean():.3f} heatmap px, within 1 px {np.mean(err <= 1):.3f}, "
@@ -128,16 +111,16 @@ def test_int8_nncf_keeps_keypoints_close(sb_source, sb_eval, coco_crops, tmp_pat
     assert "nncf" in res.tools and "performance" in res.notes[-1]
 
 
-def test_int8_named_float_scope_keeps_last_conv_float(sb_source, coco_crops, tmp_path):
+def test_int8_named_float_scope_keeps_last_conv_float(onnx_source, coco_crops, tmp_path):
     import openvino as ov
 
     from converters.errors import ConversionError
     from converters.export.openvino import export_openvino, openvino_float_scopes
 
-    scopes = openvino_float_scopes(sb_source)
+    scopes = openvino_float_scopes(onnx_source)
     assert set(scopes) == {"first_conv", "last_conv"}  # no sigmoid gates, no multi-stage heatmap path
-    calib = model_input(coco_crops[1][:8], sb_source)
-    res = export_openvino(sb_source, "int8", tmp_path, calib_inputs=calib, ignored_scope="last_conv", preset="mixed")
+    calib = model_input(coco_crops[1][:8], onnx_source)
+    res = export_openvino(onnx_source, "int8", tmp_path, calib_inputs=calib, ignored_scope="last_conv", preset="mixed")
     last = scopes["last_conv"][0]
     model = ov.Core().read_model(str(res.files["model.xml"]))
     node = next(op for op in model.get_ordered_ops() if op.get_friendly_name() == last)
@@ -145,13 +128,13 @@ def test_int8_named_float_scope_keeps_last_conv_float(sb_source, coco_crops, tmp
     assert "FakeQuantize" not in feeds and res.extra["fake_quantize_ops"] > 0
     assert res.extra["preset"] == "mixed" and res.extra["ignored_nodes"] == [last]
     with pytest.raises(ConversionError, match="sigmoid_gates does not apply to this model"):
-        export_openvino(sb_source, "int8", tmp_path / "x", calib_inputs=calib, ignored_scope="sigmoid_gates")
+        export_openvino(onnx_source, "int8", tmp_path / "x", calib_inputs=calib, ignored_scope="sigmoid_gates")
 
 
-def test_float_scopes_find_the_cpm_heatmap_path(cpm_source):
+def test_float_scopes_find_the_cpm_heatmap_path(pb_source):
     from converters.export.openvino import openvino_float_scopes
 
-    scopes = openvino_float_scopes(cpm_source)
+    scopes = openvino_float_scopes(pb_source)
     path = scopes["heatmap_path"]
     # 6 stage heads (14 channels), the final resize, 5 stage concats and the 5 convs that read them
     assert len(path) == 17 and "Convolutional_Pose_Machine/stage_5_out" in path
@@ -210,32 +193,32 @@ def test_cpu_blob_imports_and_equals_ir(sb_fp32, sb_eval):
     assert rel_max(got, ref[:4]) < 1e-6
 
 
-def test_absent_device_blob_is_a_note_not_a_failure(cpm_source, tmp_path):
+def test_absent_device_blob_is_a_note_not_a_failure(pb_source, tmp_path):
     import openvino as ov
 
     from converters.export.openvino import export_openvino
 
     if any(d.startswith("NPU") for d in ov.Core().available_devices):
         pytest.skip("an NPU is present here")
-    res = export_openvino(cpm_source, "fp16", tmp_path, blob_device="npu")
+    res = export_openvino(pb_source, "fp16", tmp_path, blob_device="npu")
     assert res.blobs == {} and not list(tmp_path.glob("*.blob"))
     assert any(n.startswith("no NPU blob") and "not present" in n for n in res.notes)
 
 
-def test_unreadable_model_is_one_clear_line(sb_source, tmp_path):
+def test_unreadable_model_is_one_clear_line(onnx_source, tmp_path):
     from converters.errors import ConversionError
     from converters.export.openvino import export_openvino
     from converters.sources.onnx_source import OnnxSource
 
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"\x08\x03this is not a protobuf model" * 10)
-    src = OnnxSource(onnx_path=bad, path=bad, model_name="broken", input=sb_source.input, output=sb_source.output,
-                     keypoints=sb_source.keypoints, sha256=None)
+    src = OnnxSource(onnx_path=bad, path=bad, model_name="broken", input=onnx_source.input, output=onnx_source.output,
+                     keypoints=onnx_source.keypoints, sha256=None)
     with pytest.raises(ConversionError) as err:
         export_openvino(src, "fp32", tmp_path / "out")
     msg = str(err.value)
     assert "\n" not in msg and "broken.onnx" in msg and "OpenVINO cannot read" in msg
     with pytest.raises(ConversionError, match="INT8 needs calibration inputs"):
-        export_openvino(sb_source, "int8", tmp_path / "out")
+        export_openvino(onnx_source, "int8", tmp_path / "out")
     with pytest.raises(ConversionError, match="precision 'int4' unsupported"):
-        export_openvino(sb_source, "int4", tmp_path / "out")
+        export_openvino(onnx_source, "int4", tmp_path / "out")

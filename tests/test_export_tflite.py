@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from source_fixtures import onnx_crops, onnx_source, pb_crops, pb_source  # noqa: F401
 
 from converters.errors import ConversionError
 from converters.export.tflite import export_tflite

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from shared import CPM_PB, CPM_TFLITE, SIMPLEBASELINE_ONNX, shared
-from source_fixtures import IMAGENET_MEAN, IMAGENET_STD, onnx_crops, onnx_source, pb_crops, pb_source  # noqa: F401
+from source_fixtures import IMAGENET_MEAN, IMAGENET_STD
 
 from converters.errors import SourceError
 from converters.sources import load_source
