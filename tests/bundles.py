@@ -8,7 +8,7 @@ from pathlib import Path
 
 from shared import CPM_TFLITE, SIMPLEBASELINE_ONNX, shared
 
-from edge_pose.bundle import DecodeSpec, InputSpec, Manifest, OutputSpec, load_bundle, write_bundle
+from edge_pose.bundle import DecodeSpec, InputSpec, Manifest, OutputSpec, write_bundle
 from edge_pose.keypoints import aic14, coco17
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -51,6 +51,3 @@ def simplebaseline_openvino_bundle(out: Path, tmp: Path):
     )
     return write_bundle(out, manifest, {"model.xml": tmp / "model.xml", "model.bin": tmp / "model.bin"})
 
-
-def reload(bundle):
-    return load_bundle(bundle.path)

@@ -49,7 +49,7 @@ def time_pipeline(variant, input_path: str, runs: int, boxes: str = "hog") -> di
     except BoxError:
         detector, boxes = box_source("frame"), "frame"
     chosen = variant.loaded.chosen
-    est = PoseEstimator(variant.bundle.path, threads=variant.threads, backend=chosen.backend,
+    est = PoseEstimator(variant.bundle, threads=variant.threads, backend=chosen.backend,
                         accelerator=chosen.accelerator)
     stages = {k: [] for k in ("read", "boxes", "crop", "infer", "decode", "total")}
     frames = _frames(path)

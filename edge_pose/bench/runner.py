@@ -6,7 +6,6 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,7 +62,7 @@ def load_variant(v: Variant, device: str, backend: str | None, accelerator: str 
     from edge_pose.select import open_best
 
     t0 = time.perf_counter()
-    v.loaded = open_best(v.bundle.path, device=device, backend=backend, accelerator=accelerator, threads=v.threads)
+    v.loaded = open_best(v.bundle, device=device, backend=backend, accelerator=accelerator, threads=v.threads)
     v.load_s = time.perf_counter() - t0
 
 
@@ -111,6 +110,3 @@ def variant_result(v: Variant) -> dict[str, Any]:
     })
     return result
 
-
-def bundle_paths(paths: list[str]) -> list[Path]:
-    return [b.path for p in paths for b in find_bundles(p)]
