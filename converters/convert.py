@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from calibration.fidelity import Thresholds, compare
 from calibration.inference import heatmaps_on, model_inputs
+from converters.errors import ConversionError
 from converters.guard import Attempt, GuardOutcome, Mitigation, run_guard
 from converters.manifest_build import build_manifest, devices_for
 from converters.targets import CALIBRATED, resolve_targets
@@ -79,6 +80,21 @@ class Pipeline:
         self.log(f"  reference heatmaps of the source on {len(eval_set)} evaluation crops "
                  f"({time.perf_counter() - started:.1f} s)")
         self.counter = 0
+        self.rewritten: dict[str, Any] = {}  # rewrite name -> rewritten source (made once, on first use)
+
+    def source_for(self, rewrite: str | None):
+        """The source, or its float-exact rewrite for a guard mitigation (ConversionError when it does not apply)."""
+        if rewrite is None:
+            return self.source
+        if rewrite not in self.rewritten:
+            from converters.sources.split_concat import split_concat_convs
+
+            made = {"split_concat": split_concat_convs}[rewrite](self.source, self.work / f"rewrite-{rewrite}")
+            if made is None:
+                raise ConversionError(f"{self.source.model_name}: rewrite {rewrite} does not apply to this model")
+            self.log(f"  rewrite: {made.rewrite_note}")
+            self.rewritten[rewrite] = made
+        return self.rewritten[rewrite]
 
     def attempt(self, fmt: str, precision: str, mitigation: Mitigation) -> Attempt:
         self.counter += 1
@@ -87,7 +103,10 @@ class Pipeline:
         out.mkdir()
         self.log(f"  {fmt}/{precision}: exporting ({mitigation.label})")
         try:  # a mitigation the exporter or the runtime refuses is a failed attempt, not a failed conversion
-            result = _export(fmt, self.source, built, out, self.calib_inputs, self.blob_device, mitigation.options)
+            source = self.source_for(mitigation.rewrite)
+            result = _export(fmt, source, built, out, self.calib_inputs, self.blob_device, mitigation.options)
+            if mitigation.rewrite:
+                result.notes.insert(0, source.rewrite_note)
             manifest = build_manifest(
                 self.source, result, devices=devices_for(fmt, built, self.device),
                 calibration=self.calib_set.describe() if self.calib_set is not None and built in CALIBRATED else None,
@@ -96,7 +115,7 @@ class Pipeline:
             self.log(f"  {fmt}/{precision}: checking fidelity on {len(self.eval_set)} crops")
             cand, _ = candidate_heatmaps(staged.path, self.eval_set, fmt)
         except EdgePoseError as exc:
-            if mitigation.options or mitigation.precision:
+            if mitigation.options or mitigation.precision or mitigation.rewrite:
                 return Attempt(mitigation, error=str(exc))
             raise
         figures = compare(self.reference, cand, self.source.input.size, self.eval_set, self.source.keypoints,

@@ -2,9 +2,11 @@
 first, and the first that passes is kept (it keeps the most of the model in int8, so it is the fastest passing one).
 
 Mitigations (issue #4): TFLite - per-channel weights (the default), then the head, the first conv, the sigmoid
-gates kept in float, then 16x8; OpenVINO - NNCF ignored scopes (last conv, the multi-stage heatmap path, sigmoid
-gates, first conv), then the MIXED preset. When none passes, the closest attempt is reported and the conversion
-fails unless `allow_degraded`.
+gates kept in float, then the refinement stages of a multi-stage model, then 16x8; OpenVINO - NNCF ignored scopes
+(last conv, the multi-stage heatmap path, sigmoid gates, first conv), then the MIXED preset. Where a frozen graph
+feeds concats of mixed-range tensors (features + heatmaps) into 1x1 convs, the same ladder is climbed again on the
+graph with those convs split per input (converters/sources/split_concat.py, exact in float). When none passes, the
+closest attempt is reported and the conversion fails unless `allow_degraded`.
 """
 from __future__ import annotations
 
@@ -21,6 +23,14 @@ class Mitigation:
     label: str  # what a reader sees: "per-channel int8 (default)", "head in float", ...
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the exporter
     precision: str | None = None  # a different precision to build (int16x8), else the requested one
+    rewrite: str | None = None  # a float-exact source rewrite applied before export (REWRITES)
+
+    def on_rewritten(self, rewrite: str, label: str) -> "Mitigation":
+        return Mitigation(f"{label}, {self.label}", self.options, self.precision, rewrite)
+
+
+STAGES_LABEL = "refinement stages in float (backbone and first stage int8)"
+REWRITES = {"split_concat": "concat-fed 1x1 convs split per input"}
 
 
 @dataclass
@@ -52,6 +62,19 @@ DEFAULTS = {"tflite": Mitigation("per-channel int8 (default)"),
             "openvino": Mitigation("NNCF int8, performance preset (default)")}
 
 
+def _rewrites(source: Any) -> list[str]:
+    from converters.sources.split_concat import applies
+
+    return ["split_concat"] if applies(source) else []
+
+
+def _with_rewrites(plan: list[Mitigation], source: Any, retry: int) -> list[Mitigation]:
+    """The plan's first `retry` steps (whole-model int8), those again on each rewritten graph, then the rest (layers
+    or the whole model in float or 16 bit: slower, so last)."""
+    head, tail = plan[:retry], plan[retry:]
+    return head + [m.on_rewritten(r, REWRITES[r]) for r in _rewrites(source) for m in head] + tail
+
+
 def tflite_plan(source: Any) -> list[Mitigation]:
     """Per-channel int8, then layers kept in float (export_tflite float_ops names), then 16x8 as a whole."""
     plan = [DEFAULTS["tflite"]]
@@ -59,12 +82,15 @@ def tflite_plan(source: Any) -> list[Mitigation]:
                        (("LOGISTIC",), "sigmoid gates in float"),
                        (("first_conv", "last_conv"), "first conv + head in float")):
         plan.append(Mitigation(label, {"float_ops": ops}))
+    retry = len(plan)
+    plan.append(Mitigation(STAGES_LABEL, {"float_ops": ("refinement_stages",)}))
     plan.append(Mitigation("16x8 (int16 activations, int8 weights)", precision="int16x8"))
-    return plan
+    return _with_rewrites(plan, source, retry)
 
 
 def openvino_plan(source: Any) -> list[Mitigation]:
-    """Ignored scopes that exist in this model (names from the IR itself), then the MIXED preset."""
+    """Ignored scopes that exist in this model, then the MIXED preset. Scopes go to the exporter by name and are
+    resolved on the model being quantised (a rewritten graph has other node names)."""
     from converters.export.nncf_quantize import float_scopes
     from converters.export.openvino_read import read_static_model
 
@@ -73,12 +99,14 @@ def openvino_plan(source: Any) -> list[Mitigation]:
     for key, label in (("last_conv", "last conv in float"), ("heatmap_path", "heatmap path (stage heads) in float"),
                        ("sigmoid_gates", "sigmoid gates in float"), ("first_conv", "first conv in float")):
         if key in scopes:
-            plan.append(Mitigation(label, {"ignored_scope": scopes[key]}))
+            plan.append(Mitigation(label, {"ignored_scope": key}))
     if "first_conv" in scopes and "last_conv" in scopes:
-        both = {"names": scopes["first_conv"]["names"] + scopes["last_conv"]["names"]}
-        plan.append(Mitigation("first + last conv in float", {"ignored_scope": both}))
+        plan.append(Mitigation("first + last conv in float", {"ignored_scope": ["first_conv", "last_conv"]}))
     plan.append(Mitigation("NNCF MIXED preset (asymmetric activations)", {"preset": "mixed"}))
-    return plan
+    retry = len(plan)
+    if "refinement_stages" in scopes:
+        plan.append(Mitigation(STAGES_LABEL, {"ignored_scope": "refinement_stages"}))
+    return _with_rewrites(plan, source, retry)
 
 
 PLANS: dict[str, Callable[[Any], list[Mitigation]]] = {"tflite": tflite_plan, "openvino": openvino_plan}

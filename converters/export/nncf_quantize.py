@@ -128,28 +128,53 @@ def _channels(node) -> int | None:
 
 
 def heatmap_path(model, num_keypoints: int) -> list[str]:
-    """Convs that produce K heatmaps, the resizes/concats they feed and the convs reading those concats.
+    """Convs that produce K heatmaps, the resizes/concats they feed and the convs reading them.
 
-    Multi-stage models (CPM) feed every stage's heatmaps into the next stage through a Concat; quantising that
-    path clips heatmap peaks (NNCF's range is the mean of per-sample maxima) and errors compound stage by stage.
+    Multi-stage models (CPM) feed every stage's heatmaps into the next stage through a Concat (or, once the graph's
+    concat-fed convs are split, straight into a conv); quantising that path clips heatmap peaks (NNCF's range is the
+    mean of per-sample maxima) and errors compound stage by stage.
     """
     elementwise = ("Add", "Relu", "Clamp", "Transpose", "Convert", "Sigmoid", "Interpolate")
     names: list[str] = []
     for head in (c for c in _ops(model, _CONV_TYPES) if _channels(c) == num_keypoints):
-        passed, stops = _forward(head, elementwise, ("Concat", "Result"))
-        if not stops:  # a K-channel conv inside the body (a channel count that happens to equal K), not a head
-            continue
+        passed, stops = _forward(head, elementwise, ("Concat", "Result") + _CONV_TYPES)
+        if not any(n.get_type_name() in ("Concat", "Result") for n in stops) and len(stops) != 1:
+            continue  # a K-channel conv inside the body (a channel count that happens to equal K), not a head
         names.append(head.get_friendly_name())
         names += [n.get_friendly_name() for n in passed if n.get_type_name() == "Interpolate"]
-        for concat in (n for n in stops if n.get_type_name() == "Concat"):
-            names.append(concat.get_friendly_name())
-            _, readers = _forward(concat, elementwise, _CONV_TYPES)
-            names += [r.get_friendly_name() for r in readers]
+        for stop in stops:
+            if stop.get_type_name() == "Concat":
+                names.append(stop.get_friendly_name())
+                _, readers = _forward(stop, elementwise, _CONV_TYPES)
+                names += [r.get_friendly_name() for r in readers]
+            elif stop.get_type_name() in _CONV_TYPES:
+                names.append(stop.get_friendly_name())
     return sorted(set(names))
 
 
+def refinement_stages(model, num_keypoints: int) -> list[str]:
+    """Every op that depends on the first of several heatmap heads: the refinement stages of a multi-stage model
+    (empty for a single-stage one). The backbone and the first stage stay int8."""
+    heads = [c for c in _ops(model, _CONV_TYPES) if _channels(c) == num_keypoints]
+    if len(heads) < 2:
+        return []
+    skip = ("Constant", "Parameter", "Result")
+    names, todo, seen = [], _consumers(heads[0]), set()
+    while todo:
+        node = todo.pop()
+        name = node.get_friendly_name()
+        if name in seen:
+            continue
+        seen.add(name)
+        if node.get_type_name() not in skip:
+            names.append(name)
+        todo.extend(_consumers(node))
+    return sorted(names)
+
+
 def float_scopes(model, num_keypoints: int | None = None) -> dict[str, dict[str, list[str]]]:
-    """Mitigations this model allows, as ignored-scope mappings: first_conv, last_conv, sigmoid_gates, heatmap_path.
+    """Mitigations this model allows, as ignored-scope mappings: first_conv, last_conv, sigmoid_gates, heatmap_path,
+    refinement_stages.
 
     Sigmoid gates are kept in float by ignoring the Multiply each Sigmoid feeds (NNCF quantises the multiply's
     inputs, not the sigmoid itself). Only scopes that exist in this model are returned. `num_keypoints` defaults to
@@ -171,4 +196,7 @@ def float_scopes(model, num_keypoints: int | None = None) -> dict[str, dict[str,
     path = heatmap_path(model, num_keypoints)
     if path and path != scopes.get("last_conv", {}).get("names"):
         scopes["heatmap_path"] = {"names": path}
+    stages = refinement_stages(model, num_keypoints)
+    if stages:
+        scopes["refinement_stages"] = {"names": stages}
     return scopes

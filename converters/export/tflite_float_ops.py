@@ -11,6 +11,8 @@ the other mitigation (export_tflite(..., "int16x8")), which keeps ops lacking 16
 Names accepted in `float_ops`:
   - a builtin op type in capitals (LOGISTIC, CONV_2D, ...): every op of that type;
   - `first_conv` / `last_conv`: the first / last convolution in execution order (stem / heatmap head);
+  - `refinement_stages`: in a multi-stage model (several convs producing the K heatmap channels), every op after
+    the first stage's heatmap head; the backbone and the first stage stay int8;
   - any other text: every op whose output tensor name contains it (Keras layer names such as `head.final_layer`
     survive into TFLite tensor names).
 """
@@ -21,7 +23,7 @@ from typing import Sequence
 from converters.errors import ConversionError
 from converters.export.tflite_inspect import CONV_OPS, _builtin_names, read_ops
 
-SPECIAL = ("first_conv", "last_conv")
+SPECIAL = ("first_conv", "last_conv", "refinement_stages")
 
 
 def resolve(float_ops: Sequence[str], calibrated: bytes, where: str) -> tuple[list[str], list[str]]:
@@ -38,7 +40,10 @@ def resolve(float_ops: Sequence[str], calibrated: bytes, where: str) -> tuple[li
         elif name in SPECIAL:
             if not convs:
                 raise ConversionError(f"{where}: the model has no convolution for {name}")
-            nodes.append((convs[0] if name == "first_conv" else convs[-1]).outputs[0])
+            if name == "refinement_stages":
+                nodes += _after_first_head(ops, convs, where)
+            else:
+                nodes.append((convs[0] if name == "first_conv" else convs[-1]).outputs[0])
         else:
             hits = [o.outputs[0] for o in ops if o.outputs and name in o.outputs[0]]
             if not hits:
@@ -47,6 +52,17 @@ def resolve(float_ops: Sequence[str], calibrated: bytes, where: str) -> tuple[li
                                       f"(e.g. {sample})")
             nodes += hits
     return op_types, list(dict.fromkeys(nodes))
+
+
+def _after_first_head(ops, convs, where: str) -> list[str]:
+    """Outputs of every op after the first of several heatmap heads (convs with the model's K output channels)."""
+    k = convs[-1].out_shape[-1] if convs[-1].out_shape else None
+    heads = [o for o in convs if o.out_shape and o.out_shape[-1] == k and o.op == "CONV_2D"]
+    if k is None or len(heads) < 2:
+        raise ConversionError(f"{where}: not a multi-stage model ({len(heads)} conv(s) produce the {k} heatmap "
+                              f"channels); no refinement stages to keep in float")
+    start = next(i for i, o in enumerate(ops) if o is heads[0]) + 1
+    return [o.outputs[0] for o in ops[start:] if o.outputs and o.op not in ("QUANTIZE", "DEQUANTIZE")]
 
 
 def convert_keeping_float(make_converter, precision: str, io_dtype: str, calib, float_ops: Sequence[str],

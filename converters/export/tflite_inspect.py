@@ -31,6 +31,7 @@ class OpInfo:
     op: str  # builtin name, or "CUSTOM:<name>" for a custom op
     outputs: list[str]  # output tensor names
     out_dtype: str
+    out_shape: tuple[int, ...] = ()
 
 
 @dataclass
@@ -86,7 +87,8 @@ def read_ops(model_bytes: bytes) -> tuple[list[OpInfo], list[str]]:
     for op in graph.operators:
         outs = [graph.tensors[i] for i in (op.outputs if op.outputs is not None else []) if i >= 0]
         ops.append(OpInfo(codes[op.opcodeIndex], [_name(t.name) for t in outs],
-                          dtypes.get(outs[0].type, "?") if outs else "?"))
+                          dtypes.get(outs[0].type, "?") if outs else "?",
+                          tuple(int(d) for d in outs[0].shape) if outs and outs[0].shape is not None else ()))
     non_builtin = sorted({o.op.split(":", 1)[1] for o in ops if o.op.startswith("CUSTOM:")})
     return ops, non_builtin
 
