@@ -143,12 +143,18 @@ def run_guard(fmt: str, precision: str, source: Any, attempt: Callable[[Mitigati
     else:
         plan = PLANS[fmt](source)
     attempts: list[Attempt] = []
-    for i, mitigation in enumerate(plan):
-        if i:
+    refused: set[str] = set()  # settings the exporter refused (e.g. no sigmoid in the model): not retried rewritten
+    for mitigation in plan:
+        settings = repr((sorted(mitigation.options.items()), mitigation.precision))
+        if mitigation.rewrite and settings in refused:
+            continue
+        if attempts:
             log(f"  guard: {fmt}/{precision} missed ({'; '.join(attempts[-1].failed) or attempts[-1].error}); "
                 f"trying {mitigation.label}")
         result = attempt(mitigation)
         attempts.append(result)
+        if result.error is not None and not mitigation.rewrite:
+            refused.add(settings)
         if result.passed:
             return GuardOutcome(result, attempts, degraded=False)
     best = max(attempts, key=_closeness)

@@ -19,3 +19,21 @@ def test_untrained_source_gets_the_default_attempt_only(fmt):
     assert len(tried) == 1 and outcome.degraded and "untrained" in log[0]
     with pytest.raises(GuardFailed, match="after 1 attempt"):
         run_guard(fmt, "int8", source, _missing, allow_degraded=False, log=log.append)
+
+
+def test_settings_the_exporter_refused_are_not_retried_on_the_rewritten_graph(pb_source):
+    from converters.guard import tflite_plan
+
+    plan = tflite_plan(pb_source)
+    tried = []
+
+    def attempt(m):
+        tried.append(m.label)
+        if m.options.get("float_ops") == ("LOGISTIC",):
+            return Attempt(m, error="float op type LOGISTIC does not occur in the model")
+        return _missing(m)
+
+    outcome = run_guard("tflite", "int8", pb_source, attempt, allow_degraded=True, log=lambda _: None)
+    sigmoid = [label for label in tried if "sigmoid" in label]
+    assert sigmoid == ["sigmoid gates in float"] and len(tried) == len(plan) - 1
+    assert outcome.degraded and any(label.startswith("concat-fed") for label in tried)
