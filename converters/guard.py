@@ -16,6 +16,7 @@ from typing import Any, Callable
 from converters.errors import ConversionError
 
 INT_PRECISIONS = ("int8",)  # precisions the guard may mitigate
+REWRITTEN_TOO = ("dynamic", "int16x8")  # precisions that get the graph rewrites, but no per-layer mitigations
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,8 @@ def run_guard(fmt: str, precision: str, source: Any, attempt: Callable[[Mitigati
     """Try `attempt(mitigation)` along the plan until one passes; non-int8 precisions get one plain attempt."""
     if precision not in INT_PRECISIONS:
         plan = [Mitigation(f"{precision} (no mitigations)")]
+        if precision in REWRITTEN_TOO and not getattr(source, "untrained", False):
+            plan = _with_rewrites(plan, source, retry=1)  # quantised as a whole: only the graph rewrite applies
     elif getattr(source, "untrained", False):
         # seeded weights have no peaks to agree on: mitigations would chase noise (and fall back to a 16x8 that
         # runs 10x slower), so an untrained model gets the default attempt, judged and reported as usual

@@ -1,4 +1,5 @@
-"""The guard's plan: trained sources get every mitigation in turn; untrained ones only the default attempt."""
+"""The guard's plan: trained sources get every mitigation in turn (whole-model 16x8 and dynamic: the graph rewrite only);
+untrained ones only the default attempt."""
 from types import SimpleNamespace
 
 import pytest
@@ -37,3 +38,14 @@ def test_settings_the_exporter_refused_are_not_retried_on_the_rewritten_graph(pb
     sigmoid = [label for label in tried if "sigmoid" in label]
     assert sigmoid == ["sigmoid gates in float"] and len(tried) == len(plan) - 1
     assert outcome.degraded and any(label.startswith("concat-fed") for label in tried)
+
+
+def test_whole_model_quantisation_gets_the_rewrite_only(pb_source):
+    tried = []
+    run_guard("tflite", "int16x8", pb_source, lambda m: tried.append(m) or _missing(m), allow_degraded=True,
+              log=lambda _: None)
+    assert [m.rewrite for m in tried] == [None, "split_concat"] and {m.precision for m in tried} == {None}
+    tried.clear()
+    run_guard("tflite", "fp16", pb_source, lambda m: tried.append(m) or _missing(m), allow_degraded=True,
+              log=lambda _: None)
+    assert len(tried) == 1
