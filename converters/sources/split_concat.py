@@ -6,7 +6,8 @@ then quantises both halves with one activation scale (the concat's) and one weig
 heatmap half loses most of its resolution and the error compounds stage by stage. conv(concat(a, b), W) equals
 conv(a, Wa) + conv(b, Wb) exactly, and after the split each half gets its own scales. A FusedBatchNorm after the conv
 is folded into the parts (the sum is no longer a conv the converter could fold it into). Measured on the shared CPM
-(coco-mini crops): int8 OKS agreement 0.77 -> 0.90, 16x8 0.82 -> 0.94.
+(OKS agreement with the float model on coco-mini crops): TFLite int8 0.77 -> 0.90, 16x8 0.82 -> 0.94, dynamic-range
+0.80 -> 0.99; OpenVINO NNCF int8 0.76 -> 0.87.
 
 Applies to TF1 frozen graphs (the CPM's form); the rewritten graph is checked against the original on a real input
 before it is used, and provenance (path, sha256) stays the original file's.
