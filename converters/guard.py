@@ -5,8 +5,9 @@ Mitigations (issue #4): TFLite - per-channel weights (the default), then the hea
 gates kept in float, then the refinement stages of a multi-stage model, then 16x8; OpenVINO - NNCF ignored scopes
 (last conv, the multi-stage heatmap path, sigmoid gates, first conv), then the MIXED preset. Where a frozen graph
 feeds concats of mixed-range tensors (features + heatmaps) into 1x1 convs, the same ladder is climbed again on the
-graph with those convs split per input (converters/sources/split_concat.py, exact in float). When none passes, the
-closest attempt is reported and the conversion fails unless `allow_degraded`.
+graph with those convs split per input (converters/sources/split_concat.py, exact in float); dynamic-range and 16x8,
+which quantise the whole model, get that rewrite as their only retry. When none passes, the closest attempt is
+reported and the conversion fails unless `allow_degraded`.
 """
 from __future__ import annotations
 

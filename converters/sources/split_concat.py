@@ -9,7 +9,7 @@ is folded into the parts (the sum is no longer a conv the converter could fold i
 (OKS agreement with the float model on coco-mini crops): TFLite int8 0.77 -> 0.90, 16x8 0.82 -> 0.94, dynamic-range
 0.80 -> 0.99; OpenVINO NNCF int8 0.76 -> 0.87.
 
-Applies to TF1 frozen graphs (the CPM's form); the rewritten graph is checked against the original on a real input
+Applies to TF1 frozen graphs (the CPM's form); the rewritten graph is checked against the original on a random image
 before it is used, and provenance (path, sha256) stays the original file's.
 """
 from __future__ import annotations
