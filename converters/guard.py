@@ -136,7 +136,7 @@ def run_guard(fmt: str, precision: str, source: Any, attempt: Callable[[Mitigati
               allow_degraded: bool = False, log: Callable[[str], None] = print) -> GuardOutcome:
     """Try `attempt(mitigation)` along the plan until one passes; non-int8 precisions get one plain attempt."""
     if precision not in INT_PRECISIONS:
-        plan = [Mitigation(f"{precision} (no mitigations)")]
+        plan = [Mitigation(f"plain {precision}")]
         if precision in REWRITTEN_TOO and not getattr(source, "untrained", False):
             plan = _with_rewrites(plan, source, retry=1)  # quantised as a whole: only the graph rewrite applies
     elif getattr(source, "untrained", False):
