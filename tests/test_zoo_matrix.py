@@ -1,18 +1,14 @@
 """Zoo models convert to their targets and the bundles run: a reduced conversion matrix.
 
-The full matrix (all six zoo models to all eight targets) is benchmarks/zoo_matrix.py; it takes about an hour on
-the 2-core CI machine, so CI runs this reduced set: Lite-HRNet-30 to all eight targets (TFLite fp32 / fp16 /
-dynamic / int8 / int16x8, OpenVINO fp32 / fp16 / int8; one conversion) and the two deep SimpleBaselines (R101, R152:
-the largest graphs and weights among the ResNets) to TFLite and OpenVINO fp32. Lite-HRNet-18, SimpleBaseline-R50
-and CPM share every op type with these and have their own export tests.
+The full matrix (all six zoo models to all eight targets, all 48 convert) is benchmarks/zoo_matrix.py; it takes
+about an hour on the 2-core CI machine, and Lite-HRNet-30 alone to all eight targets 11-14 min. So CI checks every
+zoo model not covered by another export test reaches both formats: Lite-HRNet-30 to TFLite and OpenVINO fp32, and
+the two deep SimpleBaselines (R101, R152: the largest graphs and weights) to OpenVINO fp32 (their TFLite fp32 adds
+~2.5 min and exercises nothing R50's export test does not). Lite-HRNet-18, SimpleBaseline-R50 and CPM have their
+own export tests.
 
-Still slow: ~13.5 min on an idle 2-core machine, ~11 min of it the Lite-HRNet-30 conversion (its many small ops
-make each TFLite and OpenVINO conversion take 45-110 s; the ResNets take 5-60 s). Hence the slow marker, and a
-timeout above the suite's 900 s for the item that converts it.
-
-Seeded (untrained) weights, calibrated on real coco-mini crops; int8 fidelity on an untrained model measures noise,
-so degraded bundles are kept (allow_degraded) and the test checks that the manifest says so. Every bundle is loaded
-(files verified against their sha256) and run once on a real person crop through the runtime a device would use.
+Seeded (untrained) weights, checked against their Keras source on real coco-mini crops. Every bundle is loaded (files
+verified against their sha256) and run once on a real person crop through the runtime a device would use.
 """
 from __future__ import annotations
 
@@ -23,13 +19,11 @@ from shared import coco_mini
 from converters.convert import BACKEND_OF, bundle_name
 from edge_pose.bundle import load_bundle
 
-ALL_TARGETS = [("tflite", p) for p in ("fp32", "fp16", "dynamic", "int8", "int16x8")] + \
-              [("openvino", p) for p in ("fp32", "fp16", "int8")]
-FP32_ONLY = [("tflite", "fp32"), ("openvino", "fp32")]
-MATRIX = {"litehrnet-30": ALL_TARGETS, "simplebaseline-r101": FP32_ONLY, "simplebaseline-r152": FP32_ONLY}
+MATRIX = {"litehrnet-30": [("tflite", "fp32"), ("openvino", "fp32")],
+          "simplebaseline-r101": [("openvino", "fp32")], "simplebaseline-r152": [("openvino", "fp32")]}
 CASES = [(model, fmt, p) for model, targets in MATRIX.items() for fmt, p in targets]
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the first item converts Lite-HRNet-30 (~11 min)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the first item converts Lite-HRNet-30
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +71,8 @@ def test_zoo_model_converts_and_runs(converted, person_image, model, fmt, precis
     assert (m.format, m.precision, m.model["name"]) == (fmt, precision, model)
     assert m.model["untrained"] is True  # seeded weights, and the manifest says so
 
-    fid = m.fidelity
-    assert fid["degraded"] is (not fid["passed"])
-    if precision == "int8":  # untrained: the guard tries the default only, and noise misses the OKS threshold
-        assert len(fid["attempts"]) == 1 and fid["degraded"] is True, fid
-    if precision == "fp32":  # fp32 is the same function, trained or not
-        assert fid["passed"] is True, fid
+    fid = m.fidelity  # fp32 is the same function as its Keras source, trained or not
+    assert fid["passed"] is True and fid["degraded"] is False and fid["heatmap_max_rel_diff"] <= 1e-4, fid
 
     backend, accelerator = BACKEND_OF[fmt]
     loaded = open_best(path, backend=backend, accelerator=accelerator)
