@@ -36,7 +36,7 @@ def calibration_and_eval(input_size, calib=None, eval_data=None, images_dir=None
                                 min_box_score=min_box_score)
         if eval_data is None and boxes is not None and Path(calib).suffix.lower() == ".json":
             calib_set = everything.sample(calib_size, seed)
-            eval_set = load_crops(calib, input_size, images_dir=images_dir, seed=seed)
+            eval_set = load_crops(calib, input_size, images_dir=images_dir, seed=seed).sample(eval_size, seed)
         elif eval_data is None or (_same(calib, eval_data) and boxes is None):
             calib_set, eval_set = everything.split(calib_size, eval_size, seed)
         else:

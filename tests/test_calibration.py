@@ -119,3 +119,13 @@ def test_bad_data_is_one_line(tmp_path, case, message):
     with pytest.raises(CalibrationDataError, match=message) as info:
         load_crops(data, SIZE)
     assert "\n" not in str(info.value)
+
+
+def test_eval_size_limits_the_ground_truth_crops_when_calibrating_on_detector_boxes():
+    from calibration.plan import calibration_and_eval
+
+    gt_file, det_file = _coco()
+    calib, full = calibration_and_eval(SIZE, gt_file, boxes=det_file, calib_size=8)
+    _, five = calibration_and_eval(SIZE, gt_file, boxes=det_file, calib_size=8, eval_size=5)
+    assert len(calib) == 8 and full.has_ground_truth and len(five) == 5 < len(full)
+    assert set(map(tuple, five.boxes)) <= set(map(tuple, full.boxes))
