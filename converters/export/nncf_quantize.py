@@ -105,8 +105,8 @@ def _consumers(node) -> list:
     return [t.get_node() for out in node.outputs() for t in out.get_target_inputs()]
 
 
-def _forward(start, passing: tuple[str, ...], stop: tuple[str, ...]) -> tuple[list, list]:
-    """Nodes reached from `start` through `passing` ops: (passed nodes, first `stop` nodes met)."""
+def _forward(start, passing: tuple[str, ...] | None, stop: tuple[str, ...]) -> tuple[list, list]:
+    """Nodes reached from `start` through `passing` ops (None: any op): (passed nodes, first `stop` nodes met)."""
     passed, stopped, todo, seen = [], [], _consumers(start), set()
     while todo:
         node = todo.pop()
@@ -116,7 +116,7 @@ def _forward(start, passing: tuple[str, ...], stop: tuple[str, ...]) -> tuple[li
         seen.add(name)
         if node.get_type_name() in stop:
             stopped.append(node)
-        elif node.get_type_name() in passing:
+        elif passing is None or node.get_type_name() in passing:
             passed.append(node)
             todo.extend(_consumers(node))
     return passed, stopped
@@ -158,17 +158,8 @@ def refinement_stages(model, num_keypoints: int) -> list[str]:
     heads = [c for c in _ops(model, _CONV_TYPES) if _channels(c) == num_keypoints]
     if len(heads) < 2:
         return []
-    skip = ("Constant", "Parameter", "Result")
-    names, todo, seen = [], _consumers(heads[0]), set()
-    while todo:
-        node = todo.pop()
-        name = node.get_friendly_name()
-        if name in seen:
-            continue
-        seen.add(name)
-        if node.get_type_name() not in skip:
-            names.append(name)
-        todo.extend(_consumers(node))
+    passed, _ = _forward(heads[0], None, ("Result",))
+    names = [n.get_friendly_name() for n in passed if n.get_type_name() not in ("Constant", "Parameter")]
     return sorted(names)
 
 
