@@ -118,7 +118,8 @@ def test_int8_named_float_scope_keeps_last_conv_float(onnx_source, coco_crops, t
     from converters.export.openvino import export_openvino, openvino_float_scopes
 
     scopes = openvino_float_scopes(onnx_source)
-    assert set(scopes) == {"first_conv", "last_conv"}  # no sigmoid gates, no multi-stage heatmap path
+    # no sigmoid gates, no multi-stage heatmap path; its MobileNetV2 backbone has 17 depthwise convs
+    assert set(scopes) == {"first_conv", "last_conv", "depthwise_convs"} and len(scopes["depthwise_convs"]) == 17
     calib = model_input(coco_crops[1][:8], onnx_source)
     res = export_openvino(onnx_source, "int8", tmp_path, calib_inputs=calib, ignored_scope="last_conv", preset="mixed")
     last = scopes["last_conv"][0]

@@ -84,10 +84,53 @@ def test_openvino_scopes_of_original_and_split_graphs(pb_source, split_pb):
 
 
 def test_guard_plans_try_the_split_then_the_stages(pb_source, onnx_source):
-    from converters.guard import STAGES_LABEL, openvino_plan, tflite_plan
+    from converters.guard import STAGES_AND_DEPTHWISE_LABEL, STAGES_LABEL, openvino_plan, tflite_plan
 
     for plan in (tflite_plan(pb_source), openvino_plan(pb_source)):
         labels = [m.label for m in plan]
         rewritten = [i for i, m in enumerate(plan) if m.rewrite == "split_concat"]
-        assert rewritten and labels.index(STAGES_LABEL) > max(rewritten) > min(rewritten) > 0
+        stages = next(i for i, label in enumerate(labels) if label.endswith(STAGES_LABEL))
+        # whole-model rungs on the original, again on the split graph, then the stages (split graph only)
+        assert 0 < min(rewritten) < stages and rewritten == list(range(min(rewritten), len(plan)))
+        assert any(STAGES_AND_DEPTHWISE_LABEL in label for label in labels[stages + 1:])
     assert not any(m.rewrite for m in tflite_plan(onnx_source))
+    ov = openvino_plan(pb_source)
+    assert [m.options for m in ov if STAGES_AND_DEPTHWISE_LABEL in m.label] == [
+        {"ignored_scope": ["refinement_stages", "depthwise_convs"], "ranges": "minmax"}]
+
+
+def test_openvino_depthwise_scope_and_minmax_ranges(pb_source, pb_crops, tmp_path):
+    """depthwise_convs names exactly the CPM backbone's 52 depthwise convs, and a model quantised with them in float and
+    min-max ranges has no FakeQuantize in front of them and wider activation ranges than NNCF's default (which
+    averages per-sample extremes, so it clips the largest activations, heatmap peaks among them)."""
+    import openvino as ov
+
+    from converters.export.openvino import export_openvino, openvino_float_scopes
+    from converters.export.openvino_read import read_static_model
+
+    names = openvino_float_scopes(pb_source)["depthwise_convs"]
+    ops = {op.get_friendly_name(): op for op in read_static_model(pb_source).get_ordered_ops()}
+    assert len(names) == 52 and all(ops[n].get_type_name() == "GroupConvolution" for n in names)
+    assert all(ops[n].input_value(1).get_partial_shape().to_shape()[2] == 1 for n in names)
+
+    def fq_highs(res):
+        model = ov.Core().read_model(str(res.files["model.xml"]))
+        highs = {}
+        for op in model.get_ordered_ops():
+            if op.get_type_name() == "FakeQuantize" and op.input_value(0).get_node().get_type_name() != "Constant":
+                consumers = {t.get_node().get_friendly_name() for t in op.output(0).get_target_inputs()}
+                highs[frozenset(consumers)] = float(np.max(op.input_value(2).get_node().get_data()))
+        return highs
+
+    calib = pb_crops[CALIB]
+    default = export_openvino(pb_source, "int8", tmp_path / "default", calib_inputs=calib)
+    minmax = export_openvino(pb_source, "int8", tmp_path / "minmax", calib_inputs=calib,
+                             ignored_scope="depthwise_convs", ranges="minmax")
+    assert minmax.extra["ranges"] == "minmax" and "activation ranges minmax" in minmax.notes[-1]
+    d, m = fq_highs(default), fq_highs(minmax)
+    assert sum(len(set(names) & consumers) for consumers in d) == 52  # by default each depthwise conv reads int8
+    assert not any(set(names) & consumers for consumers in m)  # here none does
+    shared = [k for k in m if k in d]
+    print(f"{len(shared)} activation quantisers in both; wider with min-max: {sum(m[k] > d[k] * 1.01 for k in shared)}")
+    assert len(shared) > 20
+    assert all(m[k] >= d[k] * (1 - 1e-5) for k in shared) and sum(m[k] > d[k] * 1.01 for k in shared) > len(shared) / 2

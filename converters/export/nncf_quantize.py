@@ -13,6 +13,9 @@ import numpy as np
 from converters.errors import ConversionError
 
 PRESETS = ("performance", "mixed")
+# Activation range estimators: NNCF's default averages per-sample extremes (robust to outliers, made for
+# classifiers); "minmax" takes the extremes over the whole set, so no heatmap peak or rare large feature is clipped.
+RANGES = ("default", "minmax")
 TARGET_DEVICES = ("CPU", "GPU", "NPU")
 _CONV_TYPES = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData")
 
@@ -40,7 +43,7 @@ def calibration_items(calib_inputs: Any, input_shape: tuple[int, ...]) -> list[n
 def resolve_scope(spec: Any, model, num_keypoints: int | None = None) -> tuple[Any, str]:
     """An ignored-scope request -> (`nncf.IgnoredScope` or None, a short description for notes).
 
-    `spec` is None; a mitigation name or a list of them (first_conv, last_conv, sigmoid_gates, heatmap_path),
+    `spec` is None; a mitigation name or a list of them (see float_scopes),
     resolved on THIS model (OpenVINO's node names for TF/Keras sources are generated per conversion, so names taken
     from another conversion do not match); a mapping with names/types/patterns; or an `nncf.IgnoredScope`.
     """
@@ -76,22 +79,30 @@ def describe_scope(scope) -> str:
 
 
 def quantize_int8(model, calib_inputs: Any, *, preset: str | None = None, scope=None,
-                  target_device: str | None = None):
+                  target_device: str | None = None, ranges: str | None = None):
     """FP32 `ov.Model` -> INT8 `ov.Model` (NNCF PTQ, symmetric weights per channel; NNCF shows its own progress).
 
-    `scope` is an `nncf.IgnoredScope` (see resolve_scope) or None.
+    `scope` is an `nncf.IgnoredScope` (see resolve_scope) or None; `ranges` one of RANGES.
     """
     import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     preset = (preset or "performance").lower()
     if preset not in PRESETS:
         raise ConversionError(f"NNCF preset {preset!r} unknown (use {' or '.join(PRESETS)})")
+    ranges = (ranges or "default").lower()
+    if ranges not in RANGES:
+        raise ConversionError(f"activation ranges {ranges!r} unknown (use {' or '.join(RANGES)})")
+    advanced = AdvancedQuantizationParameters(
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX) if ranges == "minmax" else None
     shape = tuple(model.inputs[0].get_partial_shape().to_shape())
     items = calibration_items(calib_inputs, shape)
     device = nncf.TargetDevice[target_device] if target_device in TARGET_DEVICES else nncf.TargetDevice.ANY
     try:
         return nncf.quantize(model, nncf.Dataset(items), preset=nncf.QuantizationPreset(preset),
-                             target_device=device, subset_size=len(items), ignored_scope=scope)
+                             target_device=device, subset_size=len(items), ignored_scope=scope,
+                             advanced_parameters=advanced)
     except nncf.ValidationError as exc:  # e.g. an ignored-scope name that is not in the model
         raise ConversionError(f"NNCF ignored scope ({describe_scope(scope)}): {str(exc).splitlines()[0]}") from None
 
@@ -163,9 +174,20 @@ def refinement_stages(model, num_keypoints: int) -> list[str]:
     return sorted(names)
 
 
+def depthwise_convs(model) -> list[str]:
+    """Depthwise convolutions (a GroupConvolution with one input channel per group): MobileNet-style blocks' known
+    int8 weak spot - a 3x3 kernel per channel, with BatchNorm folded in, leaves few levels for small channels."""
+    names = []
+    for op in _ops(model, ("GroupConvolution",)):
+        weights = op.input_value(1).get_partial_shape()  # [groups, out/group, in/group, kh, kw]
+        if weights.rank.is_static and weights[2].is_static and weights[2].get_length() == 1:
+            names.append(op.get_friendly_name())
+    return names
+
+
 def float_scopes(model, num_keypoints: int | None = None) -> dict[str, dict[str, list[str]]]:
     """Mitigations this model allows, as ignored-scope mappings: first_conv, last_conv, sigmoid_gates, heatmap_path,
-    refinement_stages.
+    refinement_stages, depthwise_convs.
 
     Sigmoid gates are kept in float by ignoring the Multiply each Sigmoid feeds (NNCF quantises the multiply's
     inputs, not the sigmoid itself). Only scopes that exist in this model are returned. `num_keypoints` defaults to
@@ -190,4 +212,7 @@ def float_scopes(model, num_keypoints: int | None = None) -> dict[str, dict[str,
     stages = refinement_stages(model, num_keypoints)
     if stages:
         scopes["refinement_stages"] = {"names": stages}
+    depthwise = depthwise_convs(model)
+    if depthwise:
+        scopes["depthwise_convs"] = {"names": depthwise}
     return scopes

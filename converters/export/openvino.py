@@ -19,7 +19,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def export_openvino(source: Any, precision: str, out_dir, calib_inputs=None, blob_device: str | None = None,
-                    ignored_scope=None, preset: str | None = None) -> ExportResult:
+                    ignored_scope=None, preset: str | None = None, ranges: str | None = None) -> ExportResult:
     """Write model.xml/model.bin (and model.<device>.blob when asked and possible) into out_dir."""
     import openvino as ov
 
@@ -35,7 +35,8 @@ def export_openvino(source: Any, precision: str, out_dir, calib_inputs=None, blo
     tools = {"openvino": ov.get_version()}
     extra: dict[str, Any] = {}
     if precision == "int8":
-        model = _quantize(model, source, calib_inputs, preset, ignored_scope, blob_device, notes, tools, extra)
+        model = _quantize(model, source, calib_inputs, dict(preset=preset, ranges=ranges), ignored_scope, blob_device,
+                          notes, tools, extra)
     xml = out_dir / "model.xml"
     # FP16 compresses weights; INT8 keeps the float parts (ignored scopes) in FP32 so a kept layer is really float.
     ov.save_model(model, str(xml), compress_to_fp16=(precision == "fp16"))
@@ -63,7 +64,7 @@ def export_openvino(source: Any, precision: str, out_dir, calib_inputs=None, blo
         ops=ops, blobs=blobs, tools=tools, seconds=time.perf_counter() - start, notes=notes, extra=extra)
 
 
-def _quantize(model, source, calib_inputs, preset, ignored_scope, blob_device, notes, tools, extra):
+def _quantize(model, source, calib_inputs, settings, ignored_scope, blob_device, notes, tools, extra):
     import nncf
 
     from converters.export.nncf_quantize import calibration_items, quantize_int8, resolve_scope
@@ -72,14 +73,15 @@ def _quantize(model, source, calib_inputs, preset, ignored_scope, blob_device, n
     items = calibration_items(calib_inputs, tuple(model.inputs[0].get_partial_shape().to_shape()))
     started = time.perf_counter()
     target = blob_device.upper() if blob_device else None
-    quantized = quantize_int8(model, items, preset=preset, scope=scope, target_device=target)
+    quantized = quantize_int8(model, items, scope=scope, target_device=target, **settings)
     seconds = time.perf_counter() - started
     tools["nncf"] = nncf.__version__
-    extra.update(preset=(preset or "performance").lower(), ignored_scope=scope_text,
-                 ignored_nodes=list(scope.names) if scope is not None else [],
+    extra.update(preset=(settings["preset"] or "performance").lower(), ranges=(settings["ranges"] or "default").lower(),
+                 ignored_scope=scope_text, ignored_nodes=list(scope.names) if scope is not None else [],
                  calibration_size=len(items), quantize_seconds=round(seconds, 2))
-    notes.append(f"INT8 by NNCF post-training quantisation: preset {extra['preset']}, {len(items)} calibration "
-                 f"inputs, kept in float: {scope_text}, target device {target or 'ANY'}, {seconds:.1f} s")
+    notes.append(f"INT8 by NNCF post-training quantisation: preset {extra['preset']}, activation ranges "
+                 f"{extra['ranges']}, {len(items)} calibration inputs, kept in float: {scope_text}, target device "
+                 f"{target or 'ANY'}, {seconds:.1f} s")
     return quantized
 
 
