@@ -85,6 +85,19 @@ def test_frozen_graph_fp32_ir_equals_tensorflow(pb_source, tmp_path):
     assert rel_max(run_ir(res, x), pb_source.run(x)) < 1e-4
 
 
+def test_repeated_reads_of_a_source_are_independent_copies(pb_source):
+    """The guard reads one source up to ~20 times; later reads are clones of the first, and what a caller does to
+    its copy (NNCF rewrites some models in place) never reaches the next one."""
+    from converters.export.openvino_read import read_static_model
+
+    first = read_static_model(pb_source)
+    names = [op.get_friendly_name() for op in first.get_ordered_ops()]
+    first.get_ordered_ops()[5].set_friendly_name("changed by a caller")
+    second = read_static_model(pb_source)
+    assert second is not first and [op.get_friendly_name() for op in second.get_ordered_ops()] == names
+    assert "image" in second.inputs[0].get_names() and str(second.inputs[0].get_node().get_layout()) == "[N,H,W,C]"
+
+
 def test_fp16_ir_runs_close_to_fp32(onnx_source, sb_fp32, sb_eval, tmp_path):
     from converters.export.openvino import export_openvino
 

@@ -79,8 +79,26 @@ def one_line(exc: BaseException) -> str:
     return (useful or lines or [type(exc).__name__])[-1][:300]
 
 
+_CACHE: list[tuple[Any, Any]] = []  # (source, model): the last few sources read, newest last
+_CACHE_SIZE = 2  # the guard alternates between a source and its rewritten graph
+
+
 def read_static_model(source: Any):
-    """The source as an `ov.Model` with batch 1 and fixed (H, W), its tensors named as the source names them."""
+    """The source as an `ov.Model` with batch 1 and fixed (H, W), its tensors named as the source names them.
+
+    Each call returns a fresh copy (callers may change it), cloned from the model read for the same source object
+    the last time: the guard quantises one source up to ~20 times, and reading a Keras model costs up to a minute.
+    """
+    for cached, model in _CACHE:
+        if cached is source:
+            return model.clone()
+    model = _read(source)
+    _CACHE.append((source, model))
+    del _CACHE[:-_CACHE_SIZE]
+    return model.clone()
+
+
+def _read(source: Any):
     where = getattr(source, "path", None) or getattr(source, "model_name", "model")
     try:
         model = _convert(source)
