@@ -56,6 +56,18 @@ def _shape(attr) -> list[int | None] | None:
     return [d.size if d.size > 0 else None for d in attr.dim]
 
 
+def import_at_size(graph_def, input_name: str, layout: str, size: tuple[int, int]):
+    """The graph imported with a batch-1 input of `size` (H, W), so static shapes flow to every tensor."""
+    import tensorflow as tf
+
+    h, w = size
+    graph = tf.Graph()
+    with graph.as_default():
+        fixed = tf.compat.v1.placeholder(tf.float32, (1, 3, h, w) if layout == "NCHW" else (1, h, w, 3))
+        tf.compat.v1.import_graph_def(graph_def, name="", input_map={f"{input_name}:0": fixed})
+    return graph
+
+
 def load_frozen_graph(path: Path, facts: F.Facts) -> FrozenGraphSource:
     import tensorflow as tf
 
@@ -69,13 +81,8 @@ def load_frozen_graph(path: Path, facts: F.Facts) -> FrozenGraphSource:
     if len(raw) == 4 and raw[0] not in (None, 1):
         raise SourceError(f"{path}: input batch is fixed at {raw[0]}; edge-pose needs batch 1")
     inp, missing = F.input_spec(str(path), ph.name, [1] + raw[1:] if len(raw) == 4 else raw, facts)
-    # Import with a batch-1 placeholder of the final size so static shapes flow to the outputs.
-    h, w = inp.size
-    graph = tf.Graph()
     try:
-        with graph.as_default():
-            fixed = tf.compat.v1.placeholder(tf.float32, (1, 3, h, w) if inp.layout == "NCHW" else (1, h, w, 3))
-            tf.compat.v1.import_graph_def(graph_def, name="", input_map={f"{ph.name}:0": fixed})
+        graph = import_at_size(graph_def, ph.name, inp.layout, inp.size)
     except (ValueError, TypeError, tf.errors.OpError) as exc:
         raise SourceError(f"{path}: the graph does not import ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0]})") from None

@@ -72,14 +72,9 @@ def _op_node(name: str, op: str, inputs: list[str]):
 
 def _channels_of(graph_def, source) -> dict[str, int]:
     """Channel count of every float tensor, from the graph imported at the source's fixed input size."""
-    import tensorflow as tf
+    from converters.sources.frozen_graph import import_at_size
 
-    h, w = source.input.size
-    shape = (1, 3, h, w) if source.input.layout == "NCHW" else (1, h, w, 3)
-    g = tf.Graph()
-    with g.as_default():
-        fixed = tf.compat.v1.placeholder(tf.float32, shape)
-        tf.compat.v1.import_graph_def(graph_def, name="", input_map={f"{source.input.name}:0": fixed})
+    g = import_at_size(graph_def, source.input.name, source.input.layout, source.input.size)
     axis = 1 if source.input.layout == "NCHW" else 3
     out = {}
     for op in g.get_operations():
