@@ -137,23 +137,44 @@ def test_openvino_depthwise_scope_and_minmax_ranges(pb_source, pb_crops, tmp_pat
     assert all(m[k] >= d[k] * (1 - 1e-5) for k in shared) and sum(m[k] > d[k] * 1.01 for k in shared) > len(shared) / 2
 
 
-def test_openvino_int8_of_the_cpm_passes_on_the_guards_last_rung(pb_source, tmp_path):
-    """Issue #4's int8 bar on the shared CPM, through the pipeline the guard uses (calibrated on coco-mini's detector
-    boxes, judged on its 12 ground-truth crops): the NNCF default misses it (OKS agreement ~0.76), the rung the guard
-    ends on passes (measured 0.966, AP drop 0.24) with under half the default's heatmap error."""
+@pytest.fixture(scope="module")
+def coco_mini_pipeline(pb_source, tmp_path_factory):
+    """The guard's pipeline on the shared CPM: calibrated on coco-mini's detector boxes, judged on its 12 ground-truth
+    crops (as benchmarks/shared_fidelity.py and the closing note's figures)."""
     from calibration.fidelity import Thresholds
     from calibration.plan import calibration_and_eval
     from converters.convert import Pipeline
-    from converters.guard import STAGES_AND_DEPTHWISE_LABEL, openvino_plan
 
     data = coco_mini()
     calib, evaluation = calibration_and_eval(pb_source.input.size, data / "test_coco.json",
                                              boxes=data / "test_coco_det_AP_H_56.json")
-    pipe = Pipeline(pb_source, calib, evaluation, tmp_path, Thresholds(), 0, None, None, lambda _: None)
+    return Pipeline(pb_source, calib, evaluation, tmp_path_factory.mktemp("pipeline"), Thresholds(), 0, None, None,
+                    lambda _: None)
+
+
+def _figures(attempt) -> dict:
+    return {k: round(v, 4) for k, v in attempt.summary().items() if isinstance(v, float)}
+
+
+def test_openvino_int8_of_the_cpm_passes_on_the_guards_last_rung(pb_source, coco_mini_pipeline):
+    """Issue #4's int8 bar: the NNCF default misses it (OKS agreement ~0.76), the rung the guard ends on passes
+    (measured 0.966, AP drop 0.24) with under half the default's heatmap error."""
+    from converters.guard import STAGES_AND_DEPTHWISE_LABEL, openvino_plan
+
     plan = openvino_plan(pb_source)
-    default = pipe.attempt("openvino", "int8", plan[0])
-    rung = next(m for m in plan if STAGES_AND_DEPTHWISE_LABEL in m.label)
-    kept = pipe.attempt("openvino", "int8", rung)
-    print({k: round(v, 4) for k, v in kept.summary().items() if isinstance(v, float)})
+    default = coco_mini_pipeline.attempt("openvino", "int8", plan[0])
+    kept = coco_mini_pipeline.attempt("openvino", "int8", next(m for m in plan if STAGES_AND_DEPTHWISE_LABEL in m.label))
+    print("default", _figures(default), "kept", _figures(kept))
     assert not default.passed and kept.passed, (default.summary(), kept.summary())
     assert kept.figures["heatmap_rel_l2"] < 0.5 * default.figures["heatmap_rel_l2"]
+
+
+def test_tflite_int8_of_the_cpm_passes_with_the_stages_in_float(pb_source, coco_mini_pipeline):
+    """The same bar for TFLite: the rung the guard keeps (split graph, refinement stages in float) passes; measured
+    0.952 OKS agreement, AP drop -0.73 - narrowly, which is why this is asserted on every run."""
+    from converters.guard import STAGES_LABEL, tflite_plan
+
+    rung = next(m for m in tflite_plan(pb_source) if m.label.endswith(STAGES_LABEL))
+    kept = coco_mini_pipeline.attempt("tflite", "int8", rung)
+    print("kept", _figures(kept))
+    assert rung.rewrite == "split_concat" and kept.passed, kept.summary()
