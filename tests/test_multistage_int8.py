@@ -163,7 +163,8 @@ def test_openvino_int8_of_the_cpm_passes_on_the_guards_last_rung(pb_source, coco
 
     plan = openvino_plan(pb_source)
     default = coco_mini_pipeline.attempt("openvino", "int8", plan[0])
-    kept = coco_mini_pipeline.attempt("openvino", "int8", next(m for m in plan if STAGES_AND_DEPTHWISE_LABEL in m.label))
+    rung = next(m for m in plan if STAGES_AND_DEPTHWISE_LABEL in m.label)
+    kept = coco_mini_pipeline.attempt("openvino", "int8", rung)
     print("default", _figures(default), "kept", _figures(kept))
     assert not default.passed and kept.passed, (default.summary(), kept.summary())
     assert kept.figures["heatmap_rel_l2"] < 0.5 * default.figures["heatmap_rel_l2"]
