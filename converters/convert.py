@@ -19,7 +19,7 @@ from typing import Any, Callable
 from calibration.fidelity import Thresholds, compare
 from calibration.inference import heatmaps_on, model_inputs
 from converters.errors import ConversionError
-from converters.guard import Attempt, GuardOutcome, Mitigation, run_guard
+from converters.guard import REWRITES, Attempt, GuardOutcome, Mitigation, run_guard
 from converters.manifest_build import build_manifest, devices_for
 from converters.targets import CALIBRATED, resolve_targets
 from edge_pose.bundle import Bundle, load_bundle, write_bundle
@@ -87,9 +87,7 @@ class Pipeline:
         if rewrite is None:
             return self.source
         if rewrite not in self.rewritten:
-            from converters.sources.split_concat import split_concat_convs
-
-            made = {"split_concat": split_concat_convs}[rewrite](self.source, self.work / f"rewrite-{rewrite}")
+            made = REWRITES[rewrite].make(self.source, self.work / f"rewrite-{rewrite}")
             if made is None:
                 raise ConversionError(f"{self.source.model_name}: rewrite {rewrite} does not apply to this model")
             self.log(f"  rewrite: {made.rewrite_note}")

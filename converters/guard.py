@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from converters.errors import ConversionError
+from converters.sources import split_concat
 
 INT_PRECISIONS = ("int8",)  # precisions the guard may mitigate
 REWRITTEN_TOO = ("dynamic", "int16x8")  # precisions that get the graph rewrites, but no per-layer mitigations
@@ -36,7 +37,19 @@ STAGES_LABEL = "refinement stages in float (backbone and first stage int8)"
 MINMAX_LABEL = "min-max activation ranges"
 DEPTHWISE_LABEL = "depthwise convs in float"
 STAGES_AND_DEPTHWISE_LABEL = "refinement stages and depthwise convs in float"
-REWRITES = {"split_concat": "concat-fed 1x1 convs split per input"}
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """A float-exact source rewrite the guard may retry on: its label, whether it applies to a source (cheap,
+    structural) and how to make it (source, work_dir) -> rewritten source, or None when it does not apply."""
+    label: str
+    applies: Callable[[Any], bool]
+    make: Callable[[Any, Any], Any]
+
+
+REWRITES = {"split_concat": Rewrite("concat-fed 1x1 convs split per input", split_concat.applies,
+                                    split_concat.split_concat_convs)}
 
 
 @dataclass
@@ -69,9 +82,7 @@ DEFAULTS = {"tflite": Mitigation("per-channel int8 (default)"),
 
 
 def _rewrites(source: Any) -> list[str]:
-    from converters.sources.split_concat import applies
-
-    return ["split_concat"] if applies(source) else []
+    return [name for name, rewrite in REWRITES.items() if rewrite.applies(source)]
 
 
 def _with_rewrites(plan: list[Mitigation], source: Any, retry: int) -> list[Mitigation]:
@@ -81,8 +92,8 @@ def _with_rewrites(plan: list[Mitigation], source: Any, retry: int) -> list[Miti
     head, tail = plan[:retry], plan[retry:]
     rewrites = _rewrites(source)
     if rewrites:
-        tail = [m.on_rewritten(rewrites[-1], REWRITES[rewrites[-1]]) for m in tail]
-    return head + [m.on_rewritten(r, REWRITES[r]) for r in rewrites for m in head] + tail
+        tail = [m.on_rewritten(rewrites[-1], REWRITES[rewrites[-1]].label) for m in tail]
+    return head + [m.on_rewritten(r, REWRITES[r].label) for r in rewrites for m in head] + tail
 
 
 def tflite_plan(source: Any) -> list[Mitigation]:
