@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from zoo_bundles import DEFAULT_OUT, ensure_zoo_bundles  # noqa: E402
 
 from edge_pose.bench.runner import sample_input  # noqa: E402
-from edge_pose.bundle import find_bundles  # noqa: E402
+from edge_pose.bundle import resolve_bundles  # noqa: E402
 from edge_pose.select import open_best  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     paths = args.paths or [str(ensure_zoo_bundles(DEFAULT_OUT))]
-    bundles = [b for p in paths for b in find_bundles(p)]
+    bundles = [b for p in paths for b in resolve_bundles(p).bundles]
     print(f"{'bundle':<44} {'raw p50 ms':>11} {'edge_pose p50 ms':>17} {'ratio':>7}")
     for b in bundles:
         raw, ep = measure(b, args.threads, args.runs)

@@ -23,28 +23,33 @@ import numpy as np
 from calibration.cropset import CropSet
 
 MIN_PEAK = 0.01
-# What each precision must reach (issue #4); dynamic-range and 16x8 are judged like int8.
-FP_PRECISIONS = ("fp32", "fp16")
+# Which bar a precision is held to comes from the registry (`judged_as`): dynamic-range and 16x8 like int8.
+FP_PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @dataclass
 class Thresholds:
     fp32_max_rel_diff: float = 1e-4
     fp16_keypoint_error_px: float = 0.05
+    # bf16 keeps 8 mantissa bits to fp16's 11: judged like fp16, by keypoint error, with a bar 8x as wide
+    bf16_keypoint_error_px: float = 0.4
     int8_oks_agreement: float = 0.95
     int8_ap_drop: float = 1.0  # COCO AP points (0..100)
 
     def check(self, precision: str, figures: dict[str, Any]) -> list[str]:
         """The thresholds `figures` miss for `precision` (empty when it passes)."""
+        from registry import PRECISIONS
+
+        judged = PRECISIONS[precision].judged_as if precision in PRECISIONS else "int8"
         failed = []
-        if precision == "fp32":
+        if judged == "fp32":
             if not figures["heatmap_max_rel_diff"] <= self.fp32_max_rel_diff:
                 failed.append(f"heatmap max rel diff {figures['heatmap_max_rel_diff']:.2e} > "
                               f"{self.fp32_max_rel_diff:.0e}")
-        elif precision == "fp16":
-            if not figures["keypoint_error_px"] <= self.fp16_keypoint_error_px:
-                failed.append(f"keypoint error {figures['keypoint_error_px']:.3f} px > "
-                              f"{self.fp16_keypoint_error_px} px")
+        elif judged in ("fp16", "bf16"):
+            bar = self.fp16_keypoint_error_px if judged == "fp16" else self.bf16_keypoint_error_px
+            if not figures["keypoint_error_px"] <= bar:
+                failed.append(f"keypoint error {figures['keypoint_error_px']:.3f} px > {bar} px")
         else:
             oks = figures.get("oks_agreement")
             if oks is not None and not oks >= self.int8_oks_agreement:

@@ -21,10 +21,14 @@ def add_arguments(p) -> None:
     p.add_argument("source", help="zoo name (litehrnet-18, ...) or model file (.onnx, .pb, .keras, SavedModel dir)")
     p.add_argument("--checkpoint", metavar="PTH", help="mmpose checkpoint for a zoo model (else seeded, untrained)")
     p.add_argument("--device", metavar="PROFILE", help="build what this device profile runs best (e.g. rpi5)")
-    p.add_argument("--format", dest="formats", action="append", choices=["tflite", "openvino"], default=[],
-                   help="target format (repeatable; default both, or the device's set)")
-    p.add_argument("--precision", dest="precisions", action="append", default=[],
-                   choices=["fp32", "fp16", "dynamic", "int8", "int16x8"], help="target precision (repeatable)")
+    from registry import FORMATS, PRECISIONS
+
+    p.add_argument("--format", dest="formats", action="append", default=[],
+                   choices=[f for f, e in FORMATS.items() if e.precisions],
+                   help="target format (repeatable; default tflite and openvino, or the device's set)")
+    p.add_argument("--precision", dest="precisions", action="append", default=[], choices=list(PRECISIONS),
+                   help="target precision (repeatable): " + "; ".join(f"{p.name}: {p.label}"
+                                                                    for p in PRECISIONS.values()))
     p.add_argument("--calib", metavar="DATA", help="calibration data: COCO keypoint JSON, image folder or video")
     p.add_argument("--images", metavar="DIR", help="images of a COCO JSON when not beside it")
     p.add_argument("--boxes", metavar="DETS", help="COCO detection results giving the --calib JSON's person boxes "
@@ -47,6 +51,7 @@ def add_arguments(p) -> None:
     t = p.add_argument_group("fidelity thresholds")
     t.add_argument("--max-rel-diff", type=float, default=1e-4, help="fp32: heatmap max |diff| / max |ref|")
     t.add_argument("--max-keypoint-error", type=float, default=0.05, help="fp16: mean keypoint error, heatmap px")
+    t.add_argument("--max-bf16-keypoint-error", type=float, default=0.4, help="bf16: mean keypoint error, heatmap px")
     t.add_argument("--min-oks", type=float, default=0.95, help="int8: mean OKS agreement with the source")
     t.add_argument("--max-ap-drop", type=float, default=1.0, help="int8: COCO AP drop in points (with GT)")
     p.add_argument("--allow-degraded", action="store_true", help="keep the closest int8 bundle when none passes")
@@ -65,7 +70,9 @@ def run(args) -> int:
         facts = {"input_size": args.input_size, "layout": args.layout, "color": args.color,
                  "mean": args.mean, "std": args.std,
                  "keypoints": args.keypoints, "output": args.output}
-        thresholds = Thresholds(args.max_rel_diff, args.max_keypoint_error, args.min_oks, args.max_ap_drop)
+        thresholds = Thresholds(fp32_max_rel_diff=args.max_rel_diff, fp16_keypoint_error_px=args.max_keypoint_error,
+                                bf16_keypoint_error_px=args.max_bf16_keypoint_error, int8_oks_agreement=args.min_oks,
+                                int8_ap_drop=args.max_ap_drop)
         try:  # converters print to stdout (onnx2tf, NNCF): keep stdout for our table / JSON
             with contextlib.redirect_stdout(sys.stderr):
                 done = convert(args.source, args.out, checkpoint=args.checkpoint, device=args.device,

@@ -24,8 +24,7 @@ from converters.manifest_build import build_manifest, devices_for
 from converters.targets import CALIBRATED, resolve_targets
 from edge_pose.bundle import Bundle, load_bundle, write_bundle
 from edge_pose.errors import EdgePoseError
-
-BACKEND_OF = {"tflite": ("litert", "cpu"), "openvino": ("openvino", "CPU")}
+from registry import FORMATS, load
 
 
 def _stderr(message: str) -> None:
@@ -48,26 +47,31 @@ def bundle_name(model: str, fmt: str, precision: str) -> str:
 
 
 def _export(fmt: str, source, precision: str, out: Path, calib_inputs, blob_device, options: dict):
-    if fmt == "tflite":
-        from converters.export.tflite import export_tflite
+    """The registry's exporter for `fmt`; every exporter takes the same arguments."""
+    exporter = load(FORMATS[fmt].exporter)
+    return exporter(source, precision, out, calib_inputs=calib_inputs, blob_device=blob_device, **options)
 
-        return export_tflite(source, precision, out / "model.tflite", calib_inputs=calib_inputs, **options)
-    from converters.export.openvino import export_openvino
 
-    return export_openvino(source, precision, out, calib_inputs=calib_inputs, blob_device=blob_device, **options)
+def open_as_device(bundle_path: Path, fmt: str | None = None):
+    """The bundle loaded by the runtime exactly as a device would run it: the format's default backend on the CPU,
+    compiled with the manifest's execution precision (the backend refuses to compute in another), degraded or not.
+    The guard, `validate` and the runtime share this one path."""
+    from edge_pose.select import open_best
+
+    entry = FORMATS[fmt or load_bundle(bundle_path).manifest.format]
+    return open_best(bundle_path, backend=entry.backend, accelerator=entry.accelerator, allow_degraded=True,
+                     records=False)
 
 
 def candidate_heatmaps(bundle_path: Path, eval_set, fmt: str | None = None):
     """Heatmaps of a bundle on the evaluation crops, run by the runtime exactly as a device would (CPU)."""
-    from edge_pose.select import open_best
-
-    bundle = load_bundle(bundle_path)
-    backend, accelerator = BACKEND_OF[fmt or bundle.manifest.format]
-    loaded = open_best(bundle_path, backend=backend, accelerator=accelerator)
+    loaded = open_as_device(bundle_path, fmt)
+    if not loaded.chosen.requested:  # the format's own backend refused it: judging another runtime proves nothing
+        raise ConversionError(f"{bundle_path}: cannot run as a device would: {loaded.plan.candidates[0].reason}")
     return heatmaps_on(loaded.session.infer, loaded.bundle.manifest.input, eval_set), loaded.bundle.manifest
 
 
-class Pipeline:
+class Conversion:
     """State shared by every target of one conversion: source, crops, reference heatmaps, work directory."""
 
     def __init__(self, source, calib_set, eval_set, work: Path, thresholds: Thresholds, seed: int,
@@ -127,6 +131,7 @@ class Pipeline:
         figures = outcome.chosen.figures
         manifest.fidelity = {
             **figures, "passed": not outcome.degraded, "degraded": outcome.degraded,
+            "missed": list(outcome.chosen.failed or []),
             "mitigation": outcome.chosen.mitigation.label, "thresholds": self.thresholds.to_json(),
             "reference": f"source ({self.source.kind})", "evaluation": self.eval_set.describe(),
             "attempts": outcome.report()["attempts"],
@@ -164,7 +169,7 @@ def convert(source_ref, out_dir, *, checkpoint=None, device: str | None = None, 
     work = Path(tempfile.mkdtemp(prefix="edge-pose-convert-"))
     done: list[Converted] = []
     try:
-        pipe = Pipeline(source, calib_set, eval_set, work, thresholds or Thresholds(), seed, device, blob_device,
+        pipe = Conversion(source, calib_set, eval_set, work, thresholds or Thresholds(), seed, device, blob_device,
                         log)
         for i, (fmt, precision) in enumerate(targets, 1):
             log(f"[3/3] target {i}/{len(targets)}: {fmt}/{precision}")

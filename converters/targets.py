@@ -1,11 +1,19 @@
-"""Which (format, precision) pairs to build: what the user asked for, or what a device profile runs best."""
+"""Which targets to build: what the user asked for, or what a device profile runs best (the registry says what
+each format can be built at)."""
 from __future__ import annotations
 
 from converters.errors import ConversionError
+from registry import FORMATS, PRECISIONS, cpu_has_bf16, target
 
-SUPPORTED = {"tflite": ("fp32", "fp16", "dynamic", "int8", "int16x8"), "openvino": ("fp32", "fp16", "int8")}
-QUANTISED = ("dynamic", "int8", "int16x8")  # precisions that need (dynamic: benefit from) calibration crops
-CALIBRATED = ("int8", "int16x8")
+CALIBRATED = tuple(p.name for p in PRECISIONS.values() if p.calibrated)
+
+
+def unbuildable_here(fmt: str, precision: str) -> str | None:
+    """Why this machine cannot build and judge the target (the guard runs it here), or None."""
+    if PRECISIONS[precision].execution == "bf16" and not cpu_has_bf16():
+        return (f"{fmt}/{precision} skipped: this CPU has no native bf16 (avx512_bf16 or amx_bf16), so the guard "
+                "cannot run it as a device would")
+    return None
 
 
 def resolve_targets(formats=(), precisions=(), device: str | None = None,
@@ -13,12 +21,13 @@ def resolve_targets(formats=(), precisions=(), device: str | None = None,
     """(targets, notes, blob device): the pairs to build in order, why some asked-for pairs were skipped, and the
     OpenVINO device to precompile a blob for (from the profile)."""
     formats, precisions = [f.lower() for f in formats or ()], [p.lower() for p in precisions or ()]
+    buildable = [f for f, e in FORMATS.items() if e.precisions]
     for f in formats:
-        if f not in SUPPORTED:
-            raise ConversionError(f"format {f!r} unknown (use {' or '.join(SUPPORTED)})")
+        if f not in buildable:
+            raise ConversionError(f"format {f!r} cannot be built (use {' or '.join(buildable)})")
     for p in precisions:
-        if p not in SUPPORTED["tflite"]:
-            raise ConversionError(f"precision {p!r} unknown (use {', '.join(SUPPORTED['tflite'])})")
+        if p not in PRECISIONS:
+            raise ConversionError(f"precision {p!r} unknown (use {', '.join(PRECISIONS)})")
     notes: list[str] = []
     blob = None
     if device:
@@ -40,15 +49,22 @@ def resolve_targets(formats=(), precisions=(), device: str | None = None,
         wanted = []
         for f in formats:
             for p in precisions:
-                if p in SUPPORTED[f]:
+                if target(f, p):
                     wanted.append((f, p))
                 else:
                     notes.append(f"{f} has no {p} precision: skipped")
-        if not wanted:
-            raise ConversionError("nothing to build: " + "; ".join(notes))
+    kept = []
+    for f, p in wanted:
+        why = unbuildable_here(f, p)
+        if why:
+            notes.append(why)
+        else:
+            kept.append((f, p))
+    if not kept:
+        raise ConversionError("nothing to build: " + "; ".join(notes))
     if not have_calibration:
-        missing = [f"{f}/{p}" for f, p in wanted if p in CALIBRATED]
+        missing = [f"{f}/{p}" for f, p in kept if p in CALIBRATED]
         if missing:
             raise ConversionError(f"{', '.join(missing)} need calibration crops: pass --calib DATA "
                                   "(a COCO keypoint JSON, an image folder or a video)")
-    return wanted, notes, blob
+    return kept, notes, blob

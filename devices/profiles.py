@@ -3,7 +3,8 @@
 Profiles are data so that a user can add a board without touching code: a TOML file in $EDGE_POSE_DEVICES_DIR or
 ~/.config/edge-pose/devices/ adds a profile, or replaces a built-in one of the same name. Both sides read them:
 the converters (what to build for a device: `convert.targets`) and the runtime (what to try first: `prefer`).
-This package imports nothing of the project's, so errors here are plain ProfileError (a ValueError) with one line.
+What a format, precision, backend or accelerator spelling is comes from the registry (the one package below this
+one); errors here are plain ProfileError (a ValueError) with one line.
 """
 from __future__ import annotations
 
@@ -19,14 +20,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 devices only
     import tomli as tomllib
 
+from registry import BACKENDS as _BACKENDS
+from registry import FORMATS as _FORMATS
+from registry import PRECISIONS as _PRECISIONS
+
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
 ENV_DIR = "EDGE_POSE_DEVICES_DIR"
 
-FORMATS = ("tflite", "openvino", "onnx")
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
-BACKENDS = {"litert": ("tflite",), "openvino": ("openvino", "onnx")}
-LITERT_ACCELERATORS = ("cpu", "gpu", "delegate")
-_OPENVINO_DEVICE = re.compile(r"^(CPU|GPU(\.\d+)?|NPU|AUTO(:[A-Z0-9.,]+)?|HETERO:[A-Z0-9.,]+|MULTI:[A-Z0-9.,]+)$")
+FORMATS = tuple(_FORMATS)
+PRECISIONS = tuple(_PRECISIONS)
+BACKENDS = {name: entry.formats for name, entry in _BACKENDS.items()}
 
 
 class ProfileError(ValueError):
@@ -118,10 +121,10 @@ def _preference(where: Path, i: int, d: Any) -> Preference:
     if d["format"] not in BACKENDS[d["backend"]]:
         raise _err(where, f"{key}.format", f"{d['backend']} does not load {d['format']!r} models")
     acc = d["accelerator"]
-    if d["backend"] == "litert" and acc not in LITERT_ACCELERATORS:
-        raise _err(where, f"{key}.accelerator", f"{acc!r} not in {LITERT_ACCELERATORS} for litert")
-    if d["backend"] == "openvino" and not _OPENVINO_DEVICE.match(acc):
-        raise _err(where, f"{key}.accelerator", f"{acc!r} is not an OpenVINO device (CPU, GPU, NPU, AUTO:...)")
+    entry = _BACKENDS[d["backend"]]
+    if not re.fullmatch(entry.accelerator_pattern, acc):
+        raise _err(where, f"{key}.accelerator", f"{acc!r} is not a {d['backend']} accelerator "
+                                                f"({', '.join(entry.accelerators)})")
     if acc == "delegate" and not isinstance(d.get("delegate"), str):
         raise _err(where, f"{key}.delegate", "accelerator 'delegate' needs the delegate library path")
     threads = d.get("threads")

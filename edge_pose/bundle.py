@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from edge_pose.errors import EdgePoseError
+from registry import DECODERS, EXECUTION, FORMATS, PRECISIONS, TASKS
 
 SCHEMA = "edge-pose/bundle@1"
 MANIFEST = "edge_pose.json"
-FORMATS = ("tflite", "openvino", "onnx")
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 LAYOUTS = ("NHWC", "NCHW")
-DECODE_METHODS = ("msra", "dark", "udp")
+MAX_MANIFEST_BYTES = 4 << 20  # a manifest is a few KB; anything near this is not one
 
 
 class BundleError(EdgePoseError, ValueError):
@@ -105,7 +104,18 @@ class Manifest:
     blobs: dict[str, str] = field(default_factory=dict)  # OpenVINO device -> precompiled blob file name
     provenance: dict[str, Any] = field(default_factory=dict)
     fidelity: dict[str, Any] = field(default_factory=dict)
+    task: str = "pose"
+    execution_precision: str = ""  # f32 | f16 | bf16: what the guard validated; "" -> the precision's default
     schema: str = SCHEMA
+
+    def __post_init__(self):
+        if not self.execution_precision and self.precision in PRECISIONS:
+            self.execution_precision = PRECISIONS[self.precision].execution
+
+    @property
+    def degraded(self) -> bool:
+        """The guard kept this bundle although it missed its fidelity thresholds (--allow-degraded)."""
+        return bool(self.fidelity.get("degraded")) if isinstance(self.fidelity, dict) else False
 
     @property
     def stride(self) -> float:
@@ -119,6 +129,11 @@ class Manifest:
         try:
             if data.get("schema") != SCHEMA:
                 raise BundleError(f"{where}: schema {data.get('schema')!r} is not {SCHEMA!r}")
+            from edge_pose.manifest_schema import check_types
+
+            problem = check_types(data)
+            if problem:
+                raise BundleError(f"{where}: {problem}")
             d = dict(data)
             inp = dict(d.pop("input"))
             if inp.get("quantization"):
@@ -142,10 +157,14 @@ class Manifest:
     def check(self, where: str = MANIFEST) -> None:
         """Reject values the runtime cannot act on, with one line saying which."""
         problems = []
+        if self.task not in TASKS:
+            problems.append(f"task {self.task!r} not in {tuple(TASKS)}")
         if self.format not in FORMATS:
-            problems.append(f"format {self.format!r} not in {FORMATS}")
+            problems.append(f"format {self.format!r} not in {tuple(FORMATS)}")
         if self.precision not in PRECISIONS:
-            problems.append(f"precision {self.precision!r} not in {PRECISIONS}")
+            problems.append(f"precision {self.precision!r} not in {tuple(PRECISIONS)}")
+        if self.execution_precision not in EXECUTION:
+            problems.append(f"execution_precision {self.execution_precision!r} not in {EXECUTION}")
         for spec, what in ((self.input, "input"), (self.output, "output")):
             if spec.layout not in LAYOUTS:
                 problems.append(f"{what}.layout {spec.layout!r} not in {LAYOUTS}")
@@ -155,8 +174,8 @@ class Manifest:
             problems.append("input size must be positive")
         if self.output.heatmap_height <= 0 or self.output.heatmap_width <= 0:
             problems.append("heatmap size must be positive")
-        if self.decode.method not in DECODE_METHODS:
-            problems.append(f"decode.method {self.decode.method!r} not in {DECODE_METHODS}")
+        if self.decode.method not in DECODERS:
+            problems.append(f"decode.method {self.decode.method!r} not in {tuple(DECODERS)}")
         k = len(self.keypoints.names)
         if k == 0:
             problems.append("no keypoint names")
@@ -166,8 +185,24 @@ class Manifest:
             problems.append(f"{len(self.keypoints.sigmas)} OKS sigmas for {k} keypoints")
         if self.model_file not in self.files:
             problems.append(f"model_file {self.model_file!r} has no sha256 in files")
+        for name in [*self.files, *self.blobs.values(), self.model_file]:
+            why = unsafe_name(name)
+            if why:
+                problems.append(f"file name {name!r} {why}")
+        missing_blobs = [b for b in self.blobs.values() if b not in self.files]
+        if missing_blobs:
+            problems.append(f"blob {missing_blobs[0]!r} has no sha256 in files")
         if problems:
             raise BundleError(f"{where}: " + "; ".join(problems))
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why a manifest's file name could leave the bundle directory, or None: every file lies directly inside it."""
+    if not isinstance(name, str) or not name or name in (".", ".."):
+        return "is empty or not a file name"
+    if "/" in name or "\\" in name or name.startswith("~") or "\0" in name:
+        return "is not a plain file name inside the bundle (no directories, no absolute paths)"
+    return None
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -190,47 +225,125 @@ class Bundle:
         return self.path / self.manifest.model_file
 
     def file(self, name: str) -> Path:
-        return self.path / name
+        """A file of this bundle; refuses names that would leave it (checked again here: callers pass names on)."""
+        why = unsafe_name(name)
+        if why:
+            raise BundleError(f"{self.path / MANIFEST}: file name {name!r} {why}")
+        return _inside(self.path, name)
 
 
 def is_bundle(path: str | os.PathLike) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+def _inside(bundle_dir: Path, name: str) -> Path:
+    """The bundle's own regular file `name`: a symlink (even to inside) is refused, so nothing resolves elsewhere."""
+    fpath = bundle_dir / name
+    if fpath.is_symlink():
+        raise BundleError(f"{fpath}: is a symbolic link; a bundle holds its own files")
+    if not fpath.is_file():
+        raise BundleError(f"{fpath}: listed in the manifest but missing")
+    if fpath.resolve().parent != bundle_dir.resolve():
+        raise BundleError(f"{fpath}: resolves outside the bundle directory")
+    return fpath
+
+
 def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     """Read and check a bundle; with `verify`, every listed file must exist and match its sha256."""
     path = Path(path)
     mpath = path / MANIFEST
+    if mpath.is_symlink():
+        raise BundleError(f"{mpath}: is a symbolic link; a bundle holds its own files")
     if not mpath.is_file():
         raise BundleError(f"{path}: not a bundle (no {MANIFEST})")
     try:
-        data = json.loads(mpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{mpath}: unreadable manifest ({exc})") from None
+        if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{mpath}: {mpath.stat().st_size:,} bytes is too large for a manifest")
+        data = json.loads(mpath.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except BundleError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise BundleError(f"{mpath}: unreadable manifest ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(data, dict):
         raise BundleError(f"{mpath}: manifest is not a JSON object")
     manifest = Manifest.from_json(data, where=str(mpath))
     if verify:
         for name, digest in manifest.files.items():
-            fpath = path / name
-            if not fpath.is_file():
-                raise BundleError(f"{fpath}: listed in the manifest but missing")
+            fpath = _inside(path, name)
             if sha256_file(fpath) != digest:
                 raise BundleError(f"{fpath}: sha256 does not match the manifest (corrupt or replaced file)")
     return Bundle(path, manifest)
 
 
-def find_bundles(path: str | os.PathLike) -> list[Bundle]:
-    """A bundle directory itself, or every bundle directly below a directory (sorted by name)."""
+def _finite(value):
+    """JSON has no NaN or Infinity: a figure that is not finite (an AP over no people) is written as null."""
+    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+@dataclass
+class Refused:
+    """A directory that looks like a bundle but cannot be used, with the one-line reason."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class Resolved:
+    """What a bundle path stands for: the usable bundles, and the refused ones with their reasons."""
+
+    path: Path
+    bundles: list[Bundle]
+    refused: list[Refused]
+
+
+def resolve_bundles(path: str | os.PathLike | Bundle | list, task: str | None = None) -> Resolved:
+    """The one rule for "a bundle path" (inspect, explain, bench, predict, serve, PoseEstimator): a bundle
+    directory, or a directory whose subdirectories are bundles, or a Bundle or a list of them.
+
+    A single bundle that fails its checks is an error (BundleError). In a directory, a bad bundle is refused with
+    its reason and the others stay usable; only when none is usable is that an error. With `task`, bundles of
+    other tasks are left out (a detector next to pose models is not a pose candidate).
+    """
+    if isinstance(path, Bundle):
+        return Resolved(path.path, [path], [])
+    if isinstance(path, (list, tuple)):
+        found = [p if isinstance(p, Bundle) else load_bundle(p) for p in path]
+        return Resolved(Path("."), [b for b in found if task is None or b.manifest.task == task], [])
     path = Path(path)
     if is_bundle(path):
-        return [load_bundle(path)]
+        bundle = load_bundle(path)
+        if task is not None and bundle.manifest.task != task:
+            raise BundleError(f"{path}: a {bundle.manifest.task} bundle, not a {task} bundle")
+        return Resolved(path, [bundle], [])
     if not path.is_dir():
         raise BundleError(f"{path}: no such bundle or directory")
-    found = [load_bundle(p) for p in sorted(path.iterdir()) if is_bundle(p)]
-    if not found:
-        raise BundleError(f"{path}: no bundle (no subdirectory holds {MANIFEST})")
-    return found
+    good, refused = [], []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir() and is_bundle(p)):
+        try:
+            bundle = load_bundle(sub)
+        except BundleError as exc:
+            refused.append(Refused(sub, str(exc)))
+            continue
+        if task is None or bundle.manifest.task == task:
+            good.append(bundle)
+    if not good:
+        if refused:
+            raise BundleError(refused[0].reason if len(refused) == 1 else
+                              f"{path}: no usable bundle ({len(refused)} refused; first: {refused[0].reason})")
+        what = f"{task} bundle" if task else "bundle"
+        raise BundleError(f"{path}: no {what} (no subdirectory holds a {MANIFEST} for one)")
+    return Resolved(path, good, refused)
 
 
 def write_bundle(out_dir: str | os.PathLike, manifest: Manifest, files: dict[str, str | os.PathLike]) -> Bundle:
@@ -245,11 +358,14 @@ def write_bundle(out_dir: str | os.PathLike, manifest: Manifest, files: dict[str
     try:
         digests = {}
         for name, src in files.items():
+            why = unsafe_name(name)
+            if why:
+                raise BundleError(f"{out_dir}: file name {name!r} {why}")
             shutil.copyfile(src, tmp / name)
             digests[name] = sha256_file(tmp / name)
         manifest.files = digests
         manifest.check(str(out_dir / MANIFEST))
-        (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
+        (tmp / MANIFEST).write_text(json.dumps(_finite(manifest.to_json()), indent=1, allow_nan=False) + "\n")
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)

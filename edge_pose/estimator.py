@@ -14,6 +14,7 @@ import numpy as np
 from edge_pose.decode import decode_heatmaps, fuse_flip
 from edge_pose.errors import EdgePoseError
 from edge_pose.preprocess import crop_people, crop_to_image, to_model_input
+from registry import DECODERS
 
 RESCORE_THRESHOLD = 0.2  # keypoints above this score count towards a person's score (mmpose's COCO rescoring)
 
@@ -51,8 +52,9 @@ def _boxes_array(boxes, image_shape) -> np.ndarray:
 class PoseEstimator:
     """`PoseEstimator(bundle_or_dir, device="auto").predict(image_bgr, boxes=None) -> list[Person]`.
 
-    `flip`, `method` and `blur_kernel` default to the manifest's decode settings; other keyword arguments
-    (backend, accelerator, threads, delegate) go to edge_pose.select.open_best.
+    `bundle_or_dir` is a bundle or a directory of bundles (edge_pose.bundle.resolve_bundles). `flip`, `method` and
+    `blur_kernel` default to the manifest's decode settings; other keyword arguments (backend, accelerator, threads,
+    delegate, allow_degraded, allow_precision) go to edge_pose.select.open_best.
     """
 
     def __init__(self, bundle_or_dir, device: str = "auto", flip: bool | None = None, method: str | None = None,
@@ -93,7 +95,7 @@ class PoseEstimator:
         hm = self.session.infer(x)
         if x_flipped is not None:
             back = self.session.infer(x_flipped)
-            hm = fuse_flip(hm, back, self.keypoints.flip_indices, shift=self.method != "udp")
+            hm = fuse_flip(hm, back, self.keypoints.flip_indices, shift=DECODERS[self.method].flip_shift)
         if timings is not None:
             timings["crop"] = timings.get("crop", 0.0) + (t1 - t0)
             timings["infer"] = time.perf_counter() - t1

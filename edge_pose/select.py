@@ -1,8 +1,13 @@
 """Choosing how to run: bundles present x device profile x installed runtimes -> an ordered plan, first that works.
 
 Every candidate the plan holds says why it was chosen, skipped, failed or not needed, so `edge-pose explain` can
-show a user exactly what happened on their device. "Works" means it loads and passes a one-inference self-check
-(finite heatmaps of the manifest's shape from a neutral input), because a delegate can load and still produce junk.
+show a user exactly what happened on their device. "Works" means it loads with the execution precision it was
+validated at and passes a one-inference self-check (finite heatmaps of the manifest's shape from a neutral input),
+because a delegate can load and still produce junk.
+
+Order: explicit requests first; then, when `edge-pose bench --record` measured these bundles on this device with
+these runtime versions, the measured candidates by their recorded p50; then the device profile's preferences.
+Bundles the guard kept as degraded are skipped unless allowed.
 """
 from __future__ import annotations
 
@@ -13,11 +18,13 @@ from typing import Any
 import numpy as np
 
 from devices.profiles import Preference, Profile, ProfileError, get_profile, load_profile, load_profiles
-from edge_pose.backends.base import BackendUnavailable
+from edge_pose.backends.base import BackendUnavailable, PrecisionMismatch
 from edge_pose.backends.imports import one_line
 from edge_pose.backends.tensors import DTYPES, input_shape
-from edge_pose.bundle import Bundle, BundleError, is_bundle, load_bundle
+from edge_pose.bundle import Bundle, BundleError, resolve_bundles
 from edge_pose.errors import EdgePoseError
+from registry import BACKENDS as BACKEND_ENTRIES
+from registry import normalise_accelerator
 
 CHOSEN, SKIPPED, FAILED, STANDBY = "chosen", "skipped", "failed", "standby"
 
@@ -43,14 +50,21 @@ class Candidate:
     status: str = STANDBY
     reason: str = ""
     refused: bool = False  # failed because the bundle itself is wrong (not because this device lacks something)
+    p50_ms: float | None = None  # recorded by `bench --record` on this device, when a valid record exists
+    requested: bool = False
 
     def label(self) -> str:
         return f"{self.format}/{self.precision} on {self.backend}:{self.accelerator}"
 
+    def key(self) -> tuple:
+        """How bench records name this candidate."""
+        return (self.name, self.backend, self.accelerator, self.threads)
+
     def to_json(self) -> dict[str, Any]:
         return {"bundle": self.name, "format": self.format, "precision": self.precision, "backend": self.backend,
                 "accelerator": self.accelerator, "threads": self.threads, "status": self.status,
-                "reason": self.reason}
+                "reason": self.reason, "recorded_p50_ms": self.p50_ms,
+                "validated_precision": self.bundle.manifest.execution_precision if self.bundle else None}
 
 
 @dataclass
@@ -58,6 +72,8 @@ class Plan:
     profile: Profile
     detected: list[str]  # why this profile (detection reasons, or "named")
     candidates: list[Candidate]
+    ranking: str = "by the profile's preferences"
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -90,41 +106,16 @@ def resolve_profile(device: str = "auto") -> tuple[Profile, list[str]]:
 
 
 def gather_bundles(path) -> tuple[list[Bundle], list[Candidate]]:
-    """Bundles at `path` (a bundle, a directory of bundles, a Bundle or a list); refused ones become candidates.
-
-    A single bundle that fails verification is an error; in a directory it is shown as refused and the others
-    still compete.
-    """
-    if isinstance(path, Bundle):
-        return [path], []
-    if isinstance(path, (list, tuple)):
-        return list(path), []
-    path = Path(path)
-    if is_bundle(path):
-        return [load_bundle(path)], []
-    if not path.is_dir():
-        raise BundleError(f"{path}: no such bundle or directory")
-    good, refused = [], []
-    for sub in sorted(p for p in path.iterdir() if is_bundle(p)):
-        try:
-            good.append(load_bundle(sub))
-        except BundleError as exc:
-            refused.append(Candidate(None, sub.name, "?", "?", "-", "-", status=SKIPPED, reason=f"refused: {exc}",
-                                     refused=True))
-    if not good and refused:
-        raise BundleError(refused[0].reason.removeprefix("refused: "))
-    if not good:
-        raise BundleError(f"{path}: no bundle (no subdirectory holds edge_pose.json)")
-    return good, refused
+    """Pose bundles at `path` (edge_pose.bundle.resolve_bundles: one rule everywhere); refused ones as candidates."""
+    resolved = resolve_bundles(path, task="pose")
+    refused = [Candidate(None, r.path.name, "?", "?", "-", "-", status=SKIPPED, reason=f"refused: {r.reason}",
+                         refused=True) for r in resolved.refused]
+    return resolved.bundles, refused
 
 
 def _accelerator_for(backend: str, accelerator: str) -> str | None:
     """A requested accelerator in the backend's own spelling, or None when the backend has no such thing."""
-    if backend == "litert":
-        acc = accelerator.lower()
-        return acc if acc in ("cpu", "gpu", "delegate") else None
-    acc = accelerator.upper()
-    return acc if acc.split(":")[0] in ("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI") else None
+    return normalise_accelerator(backend, accelerator)
 
 
 def _from_preference(pref: Preference, bundle: Bundle | None, threads: int | None) -> Candidate:
@@ -143,7 +134,8 @@ def _from_preference(pref: Preference, bundle: Bundle | None, threads: int | Non
 
 
 def build_plan(bundles: list[Bundle], profile: Profile, backend: str | None = None, accelerator: str | None = None,
-               threads: int | None = None, delegate: str | None = None) -> list[Candidate]:
+               threads: int | None = None, delegate: str | None = None, allow_degraded: bool = False,
+               allow_precision=()) -> list[Candidate]:
     """Ordered candidates with reasons: explicit requests first, then the profile's preferences x bundles.
 
     A request (backend, accelerator, delegate) is tried first but is not a requirement: when it cannot run here
@@ -177,6 +169,15 @@ def build_plan(bundles: list[Bundle], profile: Profile, backend: str | None = No
     delegate_used = delegate and any("delegate" in c.options for c in plan if c.status != SKIPPED)
     if backend or accelerator or (delegate and not delegate_used):
         plan = _requested(plan, backends, backend, accelerator, threads, delegate) + plan
+    if allow_precision:
+        for c in plan:
+            c.options["allow_precision"] = tuple(allow_precision)
+    if not allow_degraded:
+        for c in plan:
+            if c.bundle is not None and c.bundle.manifest.degraded and c.status != SKIPPED:
+                missed = "; ".join(c.bundle.manifest.fidelity.get("missed", []) or []) or "below its thresholds"
+                c.status, c.reason = SKIPPED, (f"degraded: the guard kept it although it missed its fidelity bar "
+                                               f"({missed}); --allow-degraded to use it")
     return _precheck(plan, backends)
 
 
@@ -200,7 +201,7 @@ def _requested(plan, backends, backend, accelerator, threads, delegate) -> list[
             if delegate and name == "litert" and acc in ("gpu", "delegate"):
                 opts["delegate"] = delegate
             out.append(Candidate(b, b.path.name, b.manifest.format, b.manifest.precision, name, acc, threads, opts,
-                                 reason="requested"))
+                                 reason="requested", requested=True))
     if not out:
         what = ", ".join(f"{k}={v}" for k, v in (("backend", backend), ("accelerator", accelerator),
                                                  ("delegate", delegate)) if v)
@@ -264,6 +265,9 @@ def try_plan(plan: list[Candidate]) -> tuple[Candidate, Any] | tuple[None, None]
             continue
         try:
             session = backends[c.backend].load(c.bundle, c.accelerator, c.options)
+        except PrecisionMismatch as exc:  # not a failure of the device: it cannot run what was validated
+            c.status, c.reason = SKIPPED, str(exc)
+            continue
         except (BackendUnavailable, BundleError) as exc:
             c.status, c.reason, c.refused = FAILED, str(exc), isinstance(exc, BundleError)
             continue
@@ -274,18 +278,50 @@ def try_plan(plan: list[Candidate]) -> tuple[Candidate, Any] | tuple[None, None]
         if problem:
             c.status, c.reason = FAILED, problem
             continue
-        c.status, c.reason = CHOSEN, "loaded; self-check passed"
+        c.status = CHOSEN
+        c.reason = "loaded; self-check passed" + (f"; fastest recorded here ({c.p50_ms:.2f} ms p50)"
+                                                   if c.p50_ms is not None else "")
         winner = (c, session)
     return winner or (None, None)
 
 
+def rank_by_records(candidates: list[Candidate], bundles: list[Bundle], profile: Profile) -> tuple[str, list[str]]:
+    """Reorder, in place, the candidates after any explicit request: measured ones by recorded p50 first, then the
+    rest in the profile's order. Returns (how the plan is ranked, notes)."""
+    from edge_pose.records import device_id, lookup
+
+    found = lookup(bundles, device_id(profile.name))
+    for c in candidates:
+        hit = found.p50.get(c.key())
+        if hit is not None and c.bundle is not None:
+            c.p50_ms = hit[0]
+    head = [c for c in candidates if c.requested]
+    rest = [c for c in candidates if not c.requested]
+    measured = sorted((c for c in rest if c.p50_ms is not None and c.status != SKIPPED), key=lambda c: c.p50_ms)
+    if not measured:
+        return "by the profile's preferences (no bench record for this device)", found.notes
+    others = [c for c in rest if not any(c is m for m in measured)]
+    candidates[:] = head + measured + others
+    files = sorted({found.p50[c.key()][1] for c in measured})
+    return f"by recorded p50 on this device ({', '.join(files)}), then the profile's preferences", found.notes
+
+
 def open_best(path, device: str = "auto", backend: str | None = None, accelerator: str | None = None,
-              threads: int | None = None, delegate: str | None = None) -> Loaded:
-    """The best way to run the bundle(s) at `path` on this device, loaded and checked, with the whole plan."""
+              threads: int | None = None, delegate: str | None = None, allow_degraded: bool = False,
+              allow_precision=(), records: bool = True) -> Loaded:
+    """The best way to run the bundle(s) at `path` on this device, loaded and checked, with the whole plan.
+
+    allow_degraded: bundles the guard kept below their bar may be chosen. allow_precision: execution precisions
+    (f16, bf16, f32) accepted where a device cannot compute in the validated one. records: rank by bench records.
+    """
     profile, why = resolve_profile(device)
     bundles, refused = gather_bundles(path)
-    candidates = build_plan(bundles, profile, backend, accelerator, threads, delegate) + refused
-    plan = Plan(profile, why, candidates)
+    candidates = build_plan(bundles, profile, backend, accelerator, threads, delegate, allow_degraded,
+                            allow_precision)
+    ranking, notes = rank_by_records(candidates, bundles, profile) if records else ("by the profile's "
+                                                                                     "preferences", [])
+    candidates += refused
+    plan = Plan(profile, why, candidates, ranking, notes)
     chosen, session = try_plan(candidates)
     if chosen is None:
         refusals = [c.reason for c in candidates if c.refused]

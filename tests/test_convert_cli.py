@@ -13,7 +13,7 @@ from shared import SIMPLEBASELINE_ONNX, coco_mini, shared
 
 from converters.cli_common import MissingToolError, convert_tool_errors
 from converters.targets import resolve_targets
-from edge_pose.bundle import find_bundles, is_bundle, load_bundle
+from edge_pose.bundle import is_bundle, load_bundle, resolve_bundles
 from edge_pose.cli.main import main
 
 FACTS = ["--color", "rgb", "--mean", "123.675,116.28,103.53", "--std", "58.395,57.12,57.375", "--keypoints", "coco17"]
@@ -47,7 +47,7 @@ def test_convert_writes_guarded_int8_bundles(converted):
     for row in rows:
         assert row["passed"] and not row["degraded"]
         assert row["oks_agreement"] >= 0.95 and row["ap_drop"] <= 1.0 and row["crops"] == 12
-    for bundle in find_bundles(out):
+    for bundle in resolve_bundles(out).bundles:
         m = bundle.manifest
         assert m.precision == "int8" and m.model["name"] == "simplebaseline-mbv2-ultralight"
         f = m.fidelity

@@ -23,10 +23,14 @@ def argmax_xy(heatmaps_nchw: np.ndarray) -> np.ndarray:
 
 
 def run_ir(result, batch: np.ndarray, nhwc_out: bool | None = None) -> np.ndarray:
-    """Run the exported IR on CPU one crop at a time; heatmaps as NCHW."""
+    """Run the exported IR on CPU one crop at a time at the precision the runtime compiles it with; NCHW heatmaps."""
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(result.files["model.xml"]), "CPU")
+    from registry import PRECISIONS
+
+    hint = PRECISIONS[result.precision].execution  # the CPU plugin's own default is bf16 where the CPU has it
+    compiled = ov.Core().compile_model(str(result.files["model.xml"]), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    assert compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == hint
     out = np.concatenate([compiled({result.input_name: x[None]})[result.output_name] for x in batch])
     return out.transpose(0, 3, 1, 2) if result.output_layout == "NHWC" else out
 
@@ -201,7 +205,10 @@ def test_cpu_blob_imports_and_equals_ir(sb_fp32, sb_eval):
     import openvino as ov
 
     assert sb_fp32.blobs == {"CPU": "model.cpu.blob"}
-    compiled = ov.Core().import_model(sb_fp32.files["model.cpu.blob"].read_bytes(), "CPU")
+    # the inference precision is a property of the import, not of the blob: the runtime passes it every time
+    compiled = ov.Core().import_model(sb_fp32.files["model.cpu.blob"].read_bytes(), "CPU",
+                                      {"INFERENCE_PRECISION_HINT": "f32"})
+    assert compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
     x, ref = sb_eval
     got = np.concatenate([compiled(xi[None])[0] for xi in x[:4]])
     assert rel_max(got, ref[:4]) < 1e-6

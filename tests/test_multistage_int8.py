@@ -143,12 +143,12 @@ def coco_mini_pipeline(pb_source, tmp_path_factory):
     crops (as benchmarks/shared_fidelity.py and the closing note's figures)."""
     from calibration.fidelity import Thresholds
     from calibration.plan import calibration_and_eval
-    from converters.convert import Pipeline
+    from converters.convert import Conversion
 
     data = coco_mini()
     calib, evaluation = calibration_and_eval(pb_source.input.size, data / "test_coco.json",
                                              boxes=data / "test_coco_det_AP_H_56.json")
-    return Pipeline(pb_source, calib, evaluation, tmp_path_factory.mktemp("pipeline"), Thresholds(), 0, None, None,
+    return Conversion(pb_source, calib, evaluation, tmp_path_factory.mktemp("pipeline"), Thresholds(), 0, None, None,
                     lambda _: None)
 
 

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from shared import coco_mini
 
-from converters.convert import BACKEND_OF, bundle_name
+from converters.convert import bundle_name
 from edge_pose.bundle import load_bundle
+from registry import FORMATS
 
 MATRIX = {"litehrnet-30": [("tflite", "fp32"), ("openvino", "fp32")],
           "simplebaseline-r101": [("openvino", "fp32")], "simplebaseline-r152": [("openvino", "fp32")]}
@@ -74,7 +75,7 @@ def test_zoo_model_converts_and_runs(converted, person_image, model, fmt, precis
     fid = m.fidelity  # fp32 is the same function as its Keras source, trained or not
     assert fid["passed"] is True and fid["degraded"] is False and fid["heatmap_max_rel_diff"] <= 1e-4, fid
 
-    backend, accelerator = BACKEND_OF[fmt]
+    backend, accelerator = FORMATS[fmt].backend, FORMATS[fmt].accelerator
     loaded = open_best(path, backend=backend, accelerator=accelerator)
     assert loaded.bundle.path == path
     crop = crop_people(person_image, np.array([[280.79, 44.73, 218.7, 346.68]]), m.input.size)

@@ -1,4 +1,5 @@
-"""OpenVINO IR export: FP32, FP16 (compressed weights) or INT8 (NNCF PTQ), static shapes, optional device blob.
+"""OpenVINO IR export: FP32, FP16 (compressed weights), BF16 (FP32 weights, validated and run with bf16 arithmetic on
+CPUs that have it) or INT8 (NNCF PTQ), static shapes, optional device blob.
 
 The IR keeps the source's layout (NCHW for ONNX, NHWC for TF/Keras); the exporter records it, with the tensor
 names, in the ExportResult so the pipeline writes the manifest from facts, not guesses. A precompiled blob
@@ -15,7 +16,9 @@ from converters.errors import ConversionError
 from converters.export.openvino_read import one_line, read_static_model, tensor_name
 from converters.export.result import ExportResult
 
-PRECISIONS = ("fp32", "fp16", "int8")
+from registry import FORMATS, PRECISIONS as _PRECISIONS
+
+PRECISIONS = FORMATS["openvino"].precisions
 
 
 def export_openvino(source: Any, precision: str, out_dir, calib_inputs=None, blob_device: str | None = None,
@@ -42,7 +45,9 @@ def export_openvino(source: Any, precision: str, out_dir, calib_inputs=None, blo
     ov.save_model(model, str(xml), compress_to_fp16=(precision == "fp16"))
     files = {"model.xml": xml, "model.bin": out_dir / "model.bin"}
     if precision == "fp16":
-        notes.append("weights compressed to FP16 (the device decides the compute precision)")
+        notes.append("weights compressed to FP16; validated and run with f32 arithmetic")
+    if precision == "bf16":
+        notes.append("FP32 weights; validated and run with bf16 arithmetic (INFERENCE_PRECISION_HINT=bf16)")
     blobs: dict[str, str] = {}
     if blob_device:
         blob, note = export_blob(xml, blob_device, precision, out_dir)
@@ -109,7 +114,8 @@ def export_blob(xml: Path, device: str, precision: str, out_dir: Path) -> tuple[
     if not _device_present(core, device):
         return None, (f"no {device} blob: the {device} device/plugin is not present here (available: "
                       f"{', '.join(core.available_devices) or 'none'}); {device} compiles the IR at first load")
-    config = {"INFERENCE_PRECISION_HINT": "f32"} if precision == "fp32" and device in ("CPU", "GPU") else {}
+    # the blob is compiled as the runtime will compile the IR: at the precision the bundle is validated at
+    config = {"INFERENCE_PRECISION_HINT": _PRECISIONS[precision].execution} if device in ("CPU", "GPU") else {}
     try:
         compiled = core.compile_model(str(xml), device, config)
         data = compiled.export_model()

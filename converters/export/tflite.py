@@ -18,8 +18,9 @@ import numpy as np
 from converters.errors import ConversionError
 from converters.export.result import ExportResult
 from converters.export.tflite_inspect import inspect_tflite
+from registry import FORMATS
 
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+PRECISIONS = FORMATS["tflite"].precisions
 IO_DTYPES = {"fp32": ("float32",), "fp16": ("float32",), "dynamic": ("float32",),
              "int8": ("float32", "int8", "uint8"), "int16x8": ("float32",)}
 NEEDS_CALIBRATION = ("int8", "int16x8")
@@ -147,6 +148,12 @@ def _tools() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
+
+
+def export_tflite_target(source, precision: str, out_dir, calib_inputs=None, blob_device=None, **options
+                         ) -> ExportResult:
+    """The registry's exporter signature: model.tflite in `out_dir` (TFLite has no device blobs)."""
+    return export_tflite(source, precision, Path(out_dir) / "model.tflite", calib_inputs=calib_inputs, **options)
 
 
 def export_tflite(source, precision: str, out_file, calib_inputs=None, io_dtype: str = "float32",

@@ -17,12 +17,40 @@ class BackendUnavailable(EdgePoseError, RuntimeError):
     """This backend cannot run this bundle here; str(exc) is a one-line reason."""
 
 
+class PrecisionMismatch(BackendUnavailable):
+    """The device would compute in another precision than the bundle was validated at (and that was not allowed)."""
+
+
+class ThreadsNotHonoured(BackendUnavailable):
+    """The runtime would run another number of threads than was asked for."""
+
+
+def check_execution(bundle: Bundle, actual: str | None, options: dict[str, Any], where: str) -> None:
+    """Refuse a session whose execution precision (as the runtime reports it) is not the validated one.
+
+    `actual` None means the runtime does not report it (OpenVINO AUTO): the hint was passed and the caller says so
+    in describe(). options["allow_precision"]: execution precisions the user accepts in place of the manifest's.
+    """
+    want = bundle.manifest.execution_precision
+    if actual is None or actual == want or actual in set(options.get("allow_precision") or ()):
+        return
+    raise PrecisionMismatch(f"{where} computes in {actual}, but {bundle.path.name} was validated at {want} "
+                            f"(allow it with --allow-precision {actual})")
+
+
+def check_threads(asked: int | None, actual: int | None, where: str) -> None:
+    if asked and actual and int(actual) != int(asked):
+        raise ThreadsNotHonoured(f"{where} runs {actual} threads where {asked} were asked "
+                                 f"(it caps at the cores it can use)")
+
+
 class Session(Protocol):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Model-ready input (N, ...) in the bundle's input layout and dtype -> heatmaps (N, K, H, W) float32."""
 
     def describe(self) -> dict[str, Any]:
-        """What actually runs, as the runtime reports it: backend, device or delegate, threads, precision."""
+        """What actually runs, as the runtime reports it: backend, device or delegate, threads, precision, and
+        `execution_precision` (f32 | f16 | bf16, read back from the runtime) next to `validated_precision`."""
 
 
 class Backend(Protocol):

@@ -3,12 +3,18 @@
 Accelerators: "cpu" (the built-in kernels with XNNPACK, which ai_edge_litert applies by default), "gpu" (the GPU
 delegate library, found on disk or given by path) and "delegate" (any external delegate by library path with its
 options). A delegate that cannot be loaded raises BackendUnavailable so the selector falls back and says why.
+
+Execution precision: XNNPACK and the built-in kernels compute float models in f32 (fp16 weights are dequantised)
+unless the model carries the `reduced_precision_support` metadata, which lets XNNPACK switch to fp16 arithmetic on
+CPUs that have it. Such a model is refused for an f32-validated bundle unless f16 is allowed. What a GPU or external
+delegate computes in is the delegate's own choice, which LiteRT does not report; describe() says so.
 """
 from __future__ import annotations
 
 import ctypes
 import importlib
 import os
+import platform
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from devices.delegates import find_delegate
-from edge_pose.backends.base import BackendUnavailable
+from edge_pose.backends.base import BackendUnavailable, check_execution
 from edge_pose.backends.imports import installed, one_line
 from edge_pose.backends.tensors import check_quantization, check_tensor, input_shape, output_shape, run_batched
 from edge_pose.bundle import Bundle, BundleError
@@ -57,10 +63,20 @@ def _version(label: str) -> str:
     return "?"
 
 
+REDUCED_PRECISION_KEY = b"reduced_precision_support"  # the TFLite metadata name XNNPACK reads
+
+
+def cpu_execution(model_path: Path) -> str:
+    """What the CPU kernels compute this model in: f32, or f16 when the model allows XNNPACK reduced precision."""
+    with open(model_path, "rb") as f:
+        data = f.read()
+    return "f16" if REDUCED_PRECISION_KEY in data else "f32"
+
+
 class LiteRTSession:
     def __init__(self, bundle: Bundle, interpreter, runtime: str, accelerator: str, threads: int | None,
-                 delegate: str | None, xnnpack: bool):
-        self.bundle, self.interpreter = bundle, interpreter
+                 delegate: str | None, xnnpack: bool, execution: str):
+        self.bundle, self.interpreter, self._execution = bundle, interpreter, execution
         self._runtime, self._accelerator, self._threads = runtime, accelerator, threads
         self._delegate, self._xnnpack = delegate, xnnpack
         m = bundle.manifest
@@ -99,6 +115,8 @@ class LiteRTSession:
                 "accelerator": self._accelerator, "delegate": delegate, "delegate_partitions": partitions,
                 "delegate_applied": bool(partitions) if partitions is not None else None,
                 "threads": self._threads, "precision": self.bundle.manifest.precision,
+                "execution_precision": self._execution,
+                "validated_precision": self.bundle.manifest.execution_precision,
                 "model": str(self.bundle.model_path)}
 
 
@@ -119,7 +137,8 @@ class LiteRTBackend:
         return None
 
     def load(self, bundle: Bundle, accelerator: str = "cpu", options: dict[str, Any] | None = None) -> LiteRTSession:
-        """options: threads (None: all cores), delegate (library path or name), delegate_options, xnnpack (bool)."""
+        """options: threads (None: all cores), delegate (library path or name), delegate_options, xnnpack (bool),
+        allow_precision (execution precisions accepted in place of the bundle's)."""
         options = dict(options or {})
         if accelerator not in self.accelerators:
             raise BackendUnavailable(f"litert has no accelerator {accelerator!r} (use one of {self.accelerators})")
@@ -127,6 +146,13 @@ class LiteRTBackend:
             raise BackendUnavailable(f"litert cannot load {bundle.manifest.format} bundles")
         rt = _runtime()
         threads = options.get("threads") or os.cpu_count() or 1
+        if accelerator == "cpu":
+            execution = cpu_execution(bundle.model_path)
+            if execution != "f32" and platform.machine().lower() in ("x86_64", "amd64"):
+                execution = "f32"  # XNNPACK has no fp16 arithmetic on these CPUs: reduced precision stays f32
+            check_execution(bundle, execution, options, "LiteRT on the CPU")
+        else:
+            execution = "delegate-defined (LiteRT does not report it)"
         delegates, lib = [], None
         if accelerator in ("gpu", "delegate"):
             wanted = options.get("delegate") or ("gpu" if accelerator == "gpu" else None)
@@ -165,4 +191,4 @@ class LiteRTBackend:
                 raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} rejected the model: "
                                          f"{one_line(exc)}") from None
             raise BundleError(f"{bundle.model_path}: LiteRT cannot load it ({one_line(exc)})") from None
-        return LiteRTSession(bundle, interpreter, rt.label, accelerator, threads, lib, xnnpack)
+        return LiteRTSession(bundle, interpreter, rt.label, accelerator, threads, lib, xnnpack, execution)

@@ -2,7 +2,9 @@
 
 AUTO's default priority list leaves the NPU out, so plain "AUTO" is expanded to the devices present minus the NPU,
 and "AUTO:NPU,GPU,CPU" keeps the order given (dropping devices that are absent). Every compile uses the LATENCY
-hint and a model cache dir (NPU compiles ahead of time: the cache, or a precompiled blob from the manifest's
+hint, the bundle's execution precision as INFERENCE_PRECISION_HINT (the CPU plugin otherwise picks bf16 on CPUs
+with native bf16, so an "fp32" bundle would silently run in bf16), read back after compiling and refused when the
+device computes otherwise, and a model cache dir (NPU compiles ahead of time: the cache, or a precompiled blob from the manifest's
 `blobs`, keeps the second start fast). Models with a dynamic shape are reshaped to the manifest's static batch-1
 shape, which the NPU needs.
 """
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_pose.backends.base import BackendUnavailable
+from edge_pose.backends.base import BackendUnavailable, check_execution, check_threads
 from edge_pose.backends.imports import installed, one_line
 from edge_pose.backends.tensors import check_tensor, input_shape, output_shape, run_batched
 from edge_pose.bundle import Bundle, BundleError
@@ -51,6 +53,20 @@ def resolve_device(accelerator: str, available: list[str]) -> str:
     if accelerator not in present:
         raise BackendUnavailable(f"{accelerator} not available (OpenVINO devices: {', '.join(available) or 'none'})")
     return accelerator
+
+
+# OpenVINO's element type names -> the registry's execution precisions
+_EXECUTION = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
+
+
+def execution_precision(compiled) -> str | None:
+    """The inference precision the compiled model really uses, or None where the device does not report it."""
+    try:
+        value = compiled.get_property("INFERENCE_PRECISION_HINT")
+    except Exception:  # noqa: BLE001 - AUTO and some plugins do not report it
+        return None
+    name = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+    return _EXECUTION.get(name, name)
 
 
 def _dtype(port) -> str:
@@ -95,9 +111,12 @@ class OpenVINOSession:
     def describe(self) -> dict[str, Any]:
         from openvino import __version__
 
+        actual = execution_precision(self.compiled)
         return {"backend": "openvino", "runtime": f"openvino {__version__.split('-')[0]}",
                 "accelerator": self._device, "execution_devices": self._prop("EXECUTION_DEVICES"),
-                "inference_precision": self._prop("INFERENCE_PRECISION_HINT"),
+                "execution_precision": actual or f"{self._config.get('INFERENCE_PRECISION_HINT')} (asked; "
+                                                 f"{self._device} does not report it)",
+                "validated_precision": self.bundle.manifest.execution_precision,
                 "threads": self._prop("INFERENCE_NUM_THREADS"), "performance_hint": self._prop("PERFORMANCE_HINT"),
                 "cache_dir": self._config.get("CACHE_DIR"), "source": self._source,
                 "precision": self.bundle.manifest.precision, "model": str(self.bundle.model_path)}
@@ -124,7 +143,8 @@ class OpenVINOBackend:
 
     def load(self, bundle: Bundle, accelerator: str = "CPU", options: dict[str, Any] | None = None
              ) -> OpenVINOSession:
-        """options: threads (CPU only), cache_dir (False to disable), config (extra compile properties)."""
+        """options: threads (CPU only), cache_dir (False to disable), config (extra compile properties),
+        allow_precision (execution precisions accepted in place of the bundle's)."""
         options = dict(options or {})
         if bundle.manifest.format not in self.formats:
             raise BackendUnavailable(f"openvino cannot load {bundle.manifest.format} bundles")
@@ -132,7 +152,8 @@ class OpenVINOBackend:
             raise BackendUnavailable(self.available())
         core = _core()
         device = resolve_device(accelerator, list(core.available_devices))
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
+                                  "INFERENCE_PRECISION_HINT": bundle.manifest.execution_precision}
         cache = options.get("cache_dir", None)
         if cache is not False:
             cache = Path(cache) if cache else default_cache_dir()
@@ -152,7 +173,17 @@ class OpenVINOBackend:
                 source = f"IR {bundle.manifest.model_file} (blob {blob} not importable: {why})"
         if compiled is None:
             compiled = self._compile(core, bundle, device, config)
+        check_execution(bundle, execution_precision(compiled), options, f"OpenVINO {device}")
+        if device == "CPU":
+            check_threads(options.get("threads"), self._threads(compiled), f"OpenVINO {device}")
         return OpenVINOSession(bundle, compiled, device, source, config)
+
+    @staticmethod
+    def _threads(compiled) -> int | None:
+        try:
+            return int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        except Exception:  # noqa: BLE001
+            return None
 
     def _compile(self, core, bundle: Bundle, device: str, config: dict[str, Any]):
         try:

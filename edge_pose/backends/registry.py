@@ -1,10 +1,10 @@
-"""The adapters the selector can use, by name, and which bundle formats each loads."""
+"""The backend adapters by name, made from the registry's entries (adapter modules import no runtime)."""
 from __future__ import annotations
 
-from edge_pose.backends.litert import LiteRTBackend
-from edge_pose.backends.openvino import OpenVINOBackend
+from registry import BACKENDS as ENTRIES
+from registry import load
 
-BACKENDS = {"litert": LiteRTBackend(), "openvino": OpenVINOBackend()}
+BACKENDS = {name: load(entry.adapter)() for name, entry in ENTRIES.items()}
 
 
 def get_backend(name: str):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edge_pose.bench.stats import latency_stats, spread_warning
-from edge_pose.bundle import Bundle, find_bundles
+from edge_pose.bundle import Bundle, Refused, resolve_bundles
 
 
 @dataclass
@@ -22,6 +22,7 @@ class Variant:
     threads: int | None
     label: str
     loaded: Any = None
+    source: str = ""  # the path the user gave (records are written beside its bundles)
     load_s: float = 0.0
     first_ms: float = 0.0
     times: list[float] = field(default_factory=list)
@@ -48,21 +49,25 @@ def sample_input(bundle: Bundle, seed: int = 0) -> np.ndarray:
     return to_model_input(crop, spec)
 
 
-def make_variants(paths: list[str], threads: list[int | None]) -> list[Variant]:
-    variants = []
+def make_variants(paths: list[str], threads: list[int | None]) -> tuple[list[Variant], list[Refused]]:
+    """One variant per bundle and thread count; bad bundles in a directory are returned as refused."""
+    variants, refused = [], []
     for path in paths:
-        for bundle in find_bundles(path):
+        resolved = resolve_bundles(path, task="pose")
+        refused += resolved.refused
+        for bundle in resolved.bundles:
             for t in threads:
                 label = f"{bundle.path.name}" + (f"@{t}t" if t else "")
-                variants.append(Variant(bundle=bundle, threads=t, label=label))
-    return variants
+                variants.append(Variant(bundle=bundle, threads=t, label=label, source=str(path)))
+    return variants, refused
 
 
-def load_variant(v: Variant, device: str, backend: str | None, accelerator: str | None) -> None:
+def load_variant(v: Variant, options: dict) -> None:
+    """Open the variant's bundle as the selector would (degraded bundles too: bench measures what it is given)."""
     from edge_pose.select import open_best
 
     t0 = time.perf_counter()
-    v.loaded = open_best(v.bundle, device=device, backend=backend, accelerator=accelerator, threads=v.threads)
+    v.loaded = open_best(v.bundle, **{**options, "threads": v.threads, "allow_degraded": True, "records": False})
     v.load_s = time.perf_counter() - t0
 
 
@@ -110,3 +115,26 @@ def variant_result(v: Variant) -> dict[str, Any]:
     })
     return result
 
+
+
+def record(variants: list[Variant], profile: str, target: str | None = None) -> list[str]:
+    """Store the measured p50 of every variant where the selector finds it; returns the files written."""
+    from pathlib import Path
+
+    from edge_pose import records
+
+    device = records.device_id(profile)
+    by_file: dict[Path, list] = {}
+    for v in variants:
+        if v.error or not v.times:
+            continue
+        c = v.loaded.chosen
+        if target:
+            path = Path(target) / records.FILENAME if Path(target).is_dir() or not Path(target).suffix \
+                else Path(target)
+        else:
+            path = v.bundle.path.parent / records.FILENAME
+        by_file.setdefault(path, []).append(records.Entry(
+            v.bundle.path.name, records.model_hash(v.bundle), c.backend, c.accelerator, v.threads,
+            records.runtime_version(c.backend), round(latency_stats(v.times)["p50_ms"], 4), records.now()))
+    return [str(records.write_entries(path, device, entries)) for path, entries in by_file.items()]

@@ -16,10 +16,13 @@ HELP = "measure latency per bundle, backend and thread count; `bench report` mer
 def add_arguments(p) -> None:
     p.add_argument("paths", nargs="+", metavar="BUNDLE_OR_DIR",
                    help="bundles or directories of bundles (or: report RESULTS.json...)")
-    p.add_argument("--device", default="auto", help="auto or a device profile name")
-    p.add_argument("--backend", help="litert or openvino (default: the profile's plan)")
-    p.add_argument("--accelerator", help="e.g. CPU, GPU, NPU, xnnpack, gpu")
+    from edge_pose.cli import selection
+
+    selection.add_arguments(p, threads=False)
     p.add_argument("--threads", default="", help="comma list, e.g. 1,2,4 (default: the plan's)")
+    p.add_argument("--record", nargs="?", const="", default=None, metavar="FILE_OR_DIR",
+                   help="store the p50s for this device where explain/predict/serve rank by them (default: beside "
+                        "the bundles; or this file or directory, which $EDGE_POSE_RECORDS can point to)")
     p.add_argument("--runs", type=int, default=50, help="timed inferences per variant (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="discarded inferences per variant (default 5)")
     p.add_argument("--pipeline", metavar="IMAGE_OR_VIDEO", help="also time the whole pipeline per stage on this input")
@@ -66,14 +69,18 @@ def run(args) -> int:
         pinned = [int(c) for c in args.pin.split(",")] if args.pin else None
     except ValueError:
         raise EdgePoseError(f"--threads/--pin take comma lists of integers, got {args.threads!r}/{args.pin!r}") from None
+    if any(t is not None and t < 1 for t in threads):
+        raise EdgePoseError(f"--threads: every count must be at least 1, got {args.threads!r}")
     if pinned:
         runner.pin_cores(pinned)
-    variants = runner.make_variants(args.paths, threads)
-    warnings = []
+    from edge_pose.cli import selection
+
+    variants, refused = runner.make_variants(args.paths, threads)
+    warnings = [f"{r.path.name}: not measured: refused: {r.reason}" for r in refused]
     for v in variants:
         print(f"loading {v.label} ...", file=sys.stderr, flush=True)
         try:
-            runner.load_variant(v, args.device, args.backend, args.accelerator)
+            runner.load_variant(v, selection.options(args))
         except EdgePoseError as exc:
             v.error = str(exc)
             warnings.append(f"{v.label}: not measured: {exc}")
@@ -102,6 +109,10 @@ def run(args) -> int:
     _print_table(doc)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if args.record is not None and measured:
+        for path in runner.record(measured, doc["device"]["profile"], args.record or None):
+            print(f"recorded p50s for this device in {path} (explain, predict and serve now rank by them)",
+                  file=sys.stderr)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(doc, indent=1, default=str) + "\n")

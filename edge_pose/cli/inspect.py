@@ -40,7 +40,9 @@ def describe(bundle) -> str:
     inp, out, kp = m.input, m.output, m.keypoints
     quant = lambda q: f"scale {q.scale:.6g}, zero point {q.zero_point}" if q else None  # noqa: E731
     lines = [f"{bundle.path}  ({m.schema})"]
-    lines += _section("model", {**m.model, "format": m.format, "precision": m.precision,
+    lines += _section("model", {**m.model, "task": m.task, "format": m.format, "precision": m.precision,
+                                "execution": f"{m.execution_precision} arithmetic (as validated; backends compile "
+                                             "with it)",
                                 "model file": m.model_file, "devices": ", ".join(m.devices)})
     lines += _section("files", {name: f"sha256 {digest[:16]}..., {(bundle.path / name).stat().st_size:,} bytes"
                                 for name, digest in m.files.items()})
@@ -64,12 +66,21 @@ def describe(bundle) -> str:
 
 
 def run(args) -> int:
-    from edge_pose.bundle import find_bundles
+    import sys
 
-    bundles = find_bundles(args.bundle)
+    from edge_pose.bundle import resolve_bundles
+
+    resolved = resolve_bundles(args.bundle)
+    for r in resolved.refused:
+        print(f"refused: {r.reason}", file=sys.stderr)
+    bundles = resolved.bundles
     if args.json:
         data = [b.manifest.to_json() for b in bundles]
-        print(json.dumps(data[0] if len(data) == 1 else data, indent=1))
+        if resolved.refused:  # keep the refused ones visible to scripts too
+            out = {"bundles": data, "refused": [{"path": str(r.path), "reason": r.reason} for r in resolved.refused]}
+        else:
+            out = data[0] if len(data) == 1 else data
+        print(json.dumps(out, indent=1, default=str))
         return 0
     print("\n\n".join(describe(b) for b in bundles))
     return 0

@@ -26,12 +26,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--gt", metavar="COCO_JSON", help="COCO ground truth: image ids, boxes (unless --boxes) "
                                                           "and PCK@0.2 in the summary")
     parser.add_argument("--score-threshold", type=float, default=0.0, help="drop boxes scoring below (default 0)")
-    parser.add_argument("--device", default="auto", help="device profile name, or auto (default) to detect")
-    parser.add_argument("--backend", choices=("litert", "openvino"), help="try this backend first")
-    parser.add_argument("--accelerator", help="try this accelerator first (cpu|gpu|delegate, CPU|GPU|NPU|AUTO)")
-    parser.add_argument("--threads", type=int, help="inference threads")
+    from edge_pose.cli import selection
+    from registry import DECODERS
+
+    selection.add_arguments(parser)
     parser.add_argument("--flip", action="store_true", default=None, help="flip test (default: the manifest's)")
-    parser.add_argument("--method", choices=("msra", "dark", "udp"), help="decode (default: the manifest's)")
+    parser.add_argument("--method", choices=tuple(DECODERS), help="decode (default: the manifest's)")
     parser.add_argument("--padding", type=float, default=None,
                         help="box padding before cropping (default: the manifest's, 1.25 for mmpose models)")
     parser.add_argument("--kpt-threshold", type=float, default=0.3, help="draw joints scoring at least this")
@@ -72,8 +72,10 @@ def run(args) -> int:
     gt = CocoBoxes(args.gt) if args.gt else None
     boxes = box_source(args.boxes, args.score_threshold) if args.boxes else (gt or box_source(None))
     coco_ids = boxes if isinstance(boxes, CocoBoxes) else gt
-    est = PoseEstimator(args.bundle, device=args.device, backend=args.backend, accelerator=args.accelerator,
-                        threads=args.threads, flip=args.flip, method=args.method, padding=args.padding)
+    from edge_pose.cli import selection
+
+    est = PoseEstimator(args.bundle, flip=args.flip, method=args.method, padding=args.padding,
+                        **selection.options(args))
     names, skeleton = est.keypoints.names, est.keypoints.skeleton
     pairs = joint_map(names)
     gt_people = _gt_keypoints(args.gt) if args.gt else {}

@@ -1,20 +1,18 @@
 """Heatmaps -> keypoints, vectorised over people and keypoints (mmpose codec semantics).
 
 `decode_heatmaps(heatmaps, method, input_size, blur_kernel, layout)` returns keypoints [N, K, 2] float32 (x, y) in
-input-crop pixels and scores [N, K]. Methods: "msra" (argmax + quarter offset), "dark" (unbiased, DARK), "udp".
-Sizes are (height, width).
+input-crop pixels and scores [N, K]. The methods (msra, dark, udp), their functions, coordinate scale rules and
+flip shifts are the registry's DECODERS. Sizes are (height, width).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from edge_pose.decode.dark import decode_dark
 from edge_pose.decode.flip import flip_heatmaps, fuse_flip
-from edge_pose.decode.msra import decode_msra
-from edge_pose.decode.udp import decode_udp
 from edge_pose.errors import EdgePoseError
+from registry import DECODERS, load
 
-METHODS = ("msra", "dark", "udp")
+METHODS = tuple(DECODERS)
 
 __all__ = ["METHODS", "decode_heatmaps", "flip_heatmaps", "fuse_flip"]
 
@@ -36,15 +34,13 @@ def decode_heatmaps(heatmaps, method: str = "msra", input_size: tuple[int, int] 
         return np.zeros((n, k, 2), np.float32), np.zeros((n, k), np.float32)
     maps = np.ascontiguousarray(hm, dtype=np.float32).reshape(n * k, h, w)
     in_h, in_w = input_size
-    if method == "msra":
-        locs, vals = decode_msra(maps)
-        scale = np.array([in_w / w, in_h / h], np.float32)
-    elif method == "dark":
-        locs, vals = decode_dark(maps, blur_kernel)
-        scale = np.array([in_w / w, in_h / h], np.float32)
-    elif method == "udp":
-        locs, vals = decode_udp(maps, blur_kernel)
+    entry = DECODERS.get(method)
+    if entry is None:
+        raise EdgePoseError(f"decode method {method!r} is not one of {', '.join(METHODS)}")
+    decode = load(entry.function)
+    locs, vals = decode(maps, blur_kernel) if entry.blur else decode(maps)
+    if entry.scale == "size-1":  # heatmap and input corners coincide
         scale = np.array([in_w / max(w - 1, 1), in_h / max(h - 1, 1)], np.float32)
     else:
-        raise EdgePoseError(f"decode method {method!r} is not one of {', '.join(METHODS)}")
+        scale = np.array([in_w / w, in_h / h], np.float32)
     return (locs * scale).reshape(n, k, 2).astype(np.float32), vals.reshape(n, k).astype(np.float32)

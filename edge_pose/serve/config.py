@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edge_pose.bundle import resolve_bundles
 from edge_pose.errors import EdgePoseError
 
 TOKEN_ENV = "EDGE_POSE_TOKEN"
@@ -230,9 +231,11 @@ def validate(cfg: ServeConfig) -> ServeConfig:
         return ConfigError(f"{o}: [{section}] {key}: {what}")
 
     if not cfg.model.bundle:
-        raise bad("model", "bundle", "required (a bundle directory with edge_pose.json; or --bundle PATH)")
-    if not (Path(cfg.model.bundle) / "edge_pose.json").is_file():
-        raise bad("model", "bundle", f"no edge_pose.json in {cfg.model.bundle}")
+        raise bad("model", "bundle", "required (a bundle or a directory of bundles; or --bundle PATH)")
+    try:  # the one rule for a bundle path: a bundle, or a directory whose bundles compete
+        resolve_bundles(cfg.model.bundle, task="pose")
+    except EdgePoseError as exc:
+        raise bad("model", "bundle", str(exc)) from None
     if cfg.model.threads < 0:
         raise bad("model", "threads", f"must be >= 0, got {cfg.model.threads}")
     if not cfg.source.uri.strip():

@@ -27,7 +27,7 @@ log = logging.getLogger("edge_pose.serve")
 STOP_DEADLINE_S = 10.0
 READY_MAX_AGE_S = 5.0  # or three frame times, when frames are slower than that
 RECENT_S = 60.0  # drops and errors older than this no longer make /healthz "degraded" (they stay counted)
-INFO_KEYS = ("chosen", "backend", "runtime", "accelerator", "device", "delegate", "inference_precision", "threads")
+INFO_KEYS = ("chosen", "backend", "runtime", "accelerator", "device", "delegate", "execution_precision", "threads")
 
 
 def build_metrics(registry: Registry) -> SimpleNamespace:

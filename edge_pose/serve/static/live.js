@@ -137,7 +137,7 @@ async function loadInfo() {
     document.getElementById("model").textContent = "model: " + ((info.model && info.model.name) || "?");
     const b = info.backend || {};
     document.getElementById("backend").textContent =
-      "backend: " + [b.backend, b.accelerator || b.device || b.delegate, b.inference_precision].filter(Boolean).join(" ");
+      "backend: " + [b.backend, b.accelerator || b.device || b.delegate, b.execution_precision].filter(Boolean).join(" ");
   } catch (err) {
     setMessage(String(err.message || err));
   }

@@ -1,0 +1,64 @@
+"""Target formats: the files a bundle of that format holds, the precisions it can be built at, the exporter that
+builds it, and the backend (with its default accelerator) that runs it by default. A (format, precision) pair is a
+Target; its execution precision comes from the precision entry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from registry.precisions import PRECISIONS, PrecisionEntry
+
+
+@dataclass(frozen=True)
+class FormatEntry:
+    name: str
+    files: tuple[str, ...]  # what a bundle of this format holds besides edge_pose.json (blobs are optional extras)
+    model_file: str
+    precisions: tuple[str, ...]  # what the converters can build (empty: packaged only, never built here)
+    exporter: str | None  # "module:function" of the converter
+    backend: str  # the backend that runs it by default (the guard runs bundles this way)
+    accelerator: str  # ... on this accelerator
+    suffixes: tuple[str, ...]  # model file suffixes of this format
+
+
+FORMATS = {f.name: f for f in (
+    FormatEntry("tflite", ("model.tflite",), "model.tflite", ("fp32", "fp16", "dynamic", "int8", "int16x8"),
+                "converters.export.tflite:export_tflite_target", "litert", "cpu", (".tflite",)),
+    FormatEntry("openvino", ("model.xml", "model.bin"), "model.xml", ("fp32", "fp16", "bf16", "int8"),
+                "converters.export.openvino:export_openvino", "openvino", "CPU", (".xml",)),
+    FormatEntry("onnx", ("model.onnx",), "model.onnx", (), None, "openvino", "CPU", (".onnx",)),
+)}
+
+
+@dataclass(frozen=True)
+class Target:
+    format: str
+    precision: str
+
+    @property
+    def entry(self) -> FormatEntry:
+        return FORMATS[self.format]
+
+    @property
+    def precision_entry(self) -> PrecisionEntry:
+        return PRECISIONS[self.precision]
+
+    @property
+    def execution(self) -> str:
+        return PRECISIONS[self.precision].execution
+
+    @property
+    def calibrated(self) -> bool:
+        return PRECISIONS[self.precision].calibrated
+
+    def label(self) -> str:
+        return f"{self.format}/{self.precision}"
+
+
+def target(fmt: str, precision: str) -> Target | None:
+    """The buildable target, or None when the format cannot be built at that precision."""
+    entry = FORMATS.get(fmt)
+    return Target(fmt, precision) if entry and precision in entry.precisions else None
+
+
+def targets() -> list[Target]:
+    return [Target(f.name, p) for f in FORMATS.values() for p in f.precisions]
