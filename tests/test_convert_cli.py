@@ -137,3 +137,25 @@ def test_missed_threshold_fails_without_bundle_unless_allow_degraded(tmp_path):
     assert rc == 0 and row["degraded"] and not row["passed"]
     m = load_bundle(row["path"]).manifest
     assert m.fidelity["degraded"] and not m.fidelity["passed"] and m.provenance["calibration"] is None
+
+
+def test_bench_record_ranks_the_int8_twins_by_measured_p50(converted, tmp_path):
+    """A TFLite int8 and an OpenVINO int8 bundle of the same model: after `bench --record`, explain chooses the one
+    with the lower recorded p50 on this machine and says so (the profile alone put OpenVINO first)."""
+    from edge_pose import records
+
+    out, _, _ = converted
+    work = tmp_path / "twins"
+    shutil.copytree(out, work)
+    rc, _, stderr = _cli(["bench", str(work), "--device", "generic-x86-64", "--runs", "20", "--warmup", "3",
+                          "--record"])
+    assert rc == 0, stderr[-2000:]
+    p50 = {e.bundle: e.p50_ms for e in records.read_entries(work / records.FILENAME,
+                                                             records.device_id("generic-x86-64"))}
+    assert len(p50) == 2
+    rc, stdout, _ = _cli(["explain", str(work), "--device", "generic-x86-64", "--json"])
+    plan = json.loads(stdout)
+    chosen = next(c for c in plan["candidates"] if c["status"] == "chosen")
+    print(f"recorded p50 ms: {p50}; chosen {chosen['bundle']}")
+    assert chosen["bundle"] == min(p50, key=p50.get) and "fastest recorded here" in chosen["reason"]
+    assert plan["ranking"].startswith("by recorded p50")
