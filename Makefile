@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := litert,openvino,convert,serve,bench,dev
+EXTRAS := litert,openvino,onnxruntime,convert,serve,bench,dev
 
 .PHONY: demo test test-fast system-deps bench clean
 

@@ -78,7 +78,8 @@ class Attempt:
 
 
 DEFAULTS = {"tflite": Mitigation("per-channel int8 (default)"),
-            "openvino": Mitigation("NNCF int8, performance preset (default)")}
+            "openvino": Mitigation("NNCF int8, performance preset (default)"),
+            "onnx": Mitigation("QDQ int8, per-channel weights, min-max ranges (default)")}
 
 
 def _rewrites(source: Any) -> list[str]:
@@ -147,7 +148,18 @@ def openvino_plan(source: Any) -> list[Mitigation]:
     return _with_rewrites(plan, source, retry)
 
 
-PLANS: dict[str, Callable[[Any], list[Mitigation]]] = {"tflite": tflite_plan, "openvino": openvino_plan}
+def onnx_plan(source: Any) -> list[Mitigation]:
+    """QDQ int8 with min-max ranges, then percentile ranges (clip rare outliers), then the head, the first conv and
+    both kept in float (export_onnx float_nodes; a name the model lacks is refused and skipped)."""
+    plan = [DEFAULTS["onnx"], Mitigation("QDQ int8, percentile ranges", {"calibrate": "percentile"})]
+    for nodes, label in ((("last_conv",), "head (last conv) in float"), (("first_conv",), "first conv in float"),
+                         (("first_conv", "last_conv"), "first conv + head in float")):
+        plan.append(Mitigation(label, {"float_nodes": nodes}))
+    return _with_rewrites(plan, source, len(plan))
+
+
+PLANS: dict[str, Callable[[Any], list[Mitigation]]] = {"tflite": tflite_plan, "openvino": openvino_plan,
+                                                       "onnx": onnx_plan}
 
 
 def _closeness(a: Attempt) -> tuple:

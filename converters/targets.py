@@ -3,14 +3,14 @@ each format can be built at)."""
 from __future__ import annotations
 
 from converters.errors import ConversionError
-from registry import FORMATS, PRECISIONS, cpu_has_bf16, target
+from registry import FORMATS, PRECISIONS, cpu_has_bf16, execution_of, target
 
 CALIBRATED = tuple(p.name for p in PRECISIONS.values() if p.calibrated)
 
 
 def unbuildable_here(fmt: str, precision: str) -> str | None:
     """Why this machine cannot build and judge the target (the guard runs it here), or None."""
-    if PRECISIONS[precision].execution == "bf16" and not cpu_has_bf16():
+    if execution_of(fmt, precision) == "bf16" and not cpu_has_bf16():
         return (f"{fmt}/{precision} skipped: this CPU has no native bf16 (avx512_bf16 or amx_bf16), so the guard "
                 "cannot run it as a device would")
     return None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_pose.errors import EdgePoseError
-from registry import DECODERS, EXECUTION, FORMATS, PRECISIONS, TASKS
+from registry import DECODERS, EXECUTION, FORMATS, PRECISIONS, TASKS, execution_of
 
 SCHEMA = "edge-pose/bundle@1"
 MANIFEST = "edge_pose.json"
@@ -110,7 +110,7 @@ class Manifest:
 
     def __post_init__(self):
         if not self.execution_precision and self.precision in PRECISIONS:
-            self.execution_precision = PRECISIONS[self.precision].execution
+            self.execution_precision = execution_of(self.format, self.precision)
 
     @property
     def degraded(self) -> bool:

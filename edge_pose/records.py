@@ -46,8 +46,7 @@ def runtime_version(backend: str) -> str:
     """The installed version of the backend's runtime, from package metadata (nothing imported)."""
     from registry import BACKENDS
 
-    dist = BACKENDS[backend].install if backend in BACKENDS else backend
-    for name in (dist, "tflite-runtime", "tensorflow-cpu", "tensorflow") if backend == "litert" else (dist,):
+    for name in BACKENDS[backend].dists if backend in BACKENDS else (backend,):
         try:
             return f"{name} {metadata.version(name)}"
         except metadata.PackageNotFoundError:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from devices.profiles import Preference, Profile, ProfileError, get_profile, load_profile, load_profiles
-from edge_pose.backends.base import BackendUnavailable, PrecisionMismatch
+from edge_pose.backends.base import BackendUnavailable, NotAsAsked
 from edge_pose.backends.imports import one_line
 from edge_pose.backends.tensors import DTYPES, input_shape
 from edge_pose.bundle import Bundle, BundleError, resolve_bundles
@@ -265,7 +265,7 @@ def try_plan(plan: list[Candidate]) -> tuple[Candidate, Any] | tuple[None, None]
             continue
         try:
             session = backends[c.backend].load(c.bundle, c.accelerator, c.options)
-        except PrecisionMismatch as exc:  # not a failure of the device: it cannot run what was validated
+        except NotAsAsked as exc:  # it would run, but not as validated or asked: skipped, never run under its name
             c.status, c.reason = SKIPPED, str(exc)
             continue
         except (BackendUnavailable, BundleError) as exc:

@@ -16,15 +16,20 @@ class BackendEntry:
     case: str  # "lower" or "upper": how the backend spells accelerators
     default_accelerator: str
     install: str  # what to pip install for it
+    dists: tuple[str, ...]  # the distributions that provide it, for version look-ups (first found wins)
 
 
 BACKENDS = {b.name: b for b in (
     BackendEntry("litert", "edge_pose.backends.litert:LiteRTBackend", ("tflite",), ("cpu", "gpu", "delegate"),
-                 r"cpu|gpu|delegate", "lower", "cpu", "ai-edge-litert"),
+                 r"cpu|gpu|delegate", "lower", "cpu", "ai-edge-litert",
+                 ("ai-edge-litert", "tflite-runtime", "tensorflow-cpu", "tensorflow")),
     BackendEntry("openvino", "edge_pose.backends.openvino:OpenVINOBackend", ("openvino", "onnx"),
                  ("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI"),
                  r"CPU|GPU(\.\d+)?|NPU|AUTO(:[A-Z0-9.,]+)?|HETERO:[A-Z0-9.,]+|MULTI:[A-Z0-9.,]+", "upper", "CPU",
-                 "openvino"),
+                 "openvino", ("openvino",)),
+    BackendEntry("onnxruntime", "edge_pose.backends.onnxruntime:OnnxRuntimeBackend", ("onnx",),
+                 ("tensorrt", "cuda", "cpu"), r"tensorrt|cuda|cpu", "lower", "cpu",
+                 "onnxruntime (onnxruntime-gpu or the JetPack wheel on Jetson)", ("onnxruntime", "onnxruntime-gpu")),
 )}
 
 

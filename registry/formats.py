@@ -18,6 +18,7 @@ class FormatEntry:
     backend: str  # the backend that runs it by default (the guard runs bundles this way)
     accelerator: str  # ... on this accelerator
     suffixes: tuple[str, ...]  # model file suffixes of this format
+    execution: tuple[tuple[str, str], ...] = ()  # (precision, execution) where this format differs from the default
 
 
 FORMATS = {f.name: f for f in (
@@ -25,7 +26,9 @@ FORMATS = {f.name: f for f in (
                 "converters.export.tflite:export_tflite_target", "litert", "cpu", (".tflite",)),
     FormatEntry("openvino", ("model.xml", "model.bin"), "model.xml", ("fp32", "fp16", "bf16", "int8"),
                 "converters.export.openvino:export_openvino", "openvino", "CPU", (".xml",)),
-    FormatEntry("onnx", ("model.onnx",), "model.onnx", (), None, "openvino", "CPU", (".onnx",)),
+    # ONNX fp16 is a float16 graph (weights and arithmetic), unlike the fp16-weights formats above
+    FormatEntry("onnx", ("model.onnx",), "model.onnx", ("fp32", "fp16", "int8"), "converters.export.onnx:export_onnx",
+                "onnxruntime", "cpu", (".onnx",), execution=(("fp16", "f16"),)),
 )}
 
 
@@ -44,7 +47,7 @@ class Target:
 
     @property
     def execution(self) -> str:
-        return PRECISIONS[self.precision].execution
+        return execution_of(self.format, self.precision)
 
     @property
     def calibrated(self) -> bool:
@@ -52,6 +55,13 @@ class Target:
 
     def label(self) -> str:
         return f"{self.format}/{self.precision}"
+
+
+def execution_of(fmt: str, precision: str) -> str:
+    """The execution precision a bundle of this format and precision is validated at."""
+    entry = FORMATS.get(fmt)
+    override = dict(entry.execution) if entry else {}
+    return override.get(precision) or PRECISIONS[precision].execution
 
 
 def target(fmt: str, precision: str) -> Target | None:

@@ -43,3 +43,23 @@ def onnx_crops(onnx_source):
 @pytest.fixture(scope="session")
 def pb_crops(pb_source):
     return crops_for(pb_source)
+
+
+def bundle_from_export(source, result, out):
+    """A bundle around an exporter's result, with the manifest the converters write (no guard: tests judge it)."""
+    from converters.manifest_build import build_manifest
+    from edge_pose.bundle import write_bundle
+
+    manifest = build_manifest(source, result, devices=[], calibration=None, evaluation=None, seed=0)
+    return write_bundle(out, manifest, result.files)
+
+
+@pytest.fixture(scope="session")
+def sb_onnx_bundles(onnx_source, onnx_crops, tmp_path_factory):
+    """The shared SimpleBaseline-family model as ONNX bundles: fp32, fp16 (float16 graph), int8 (QDQ)."""
+    from converters.export.onnx import export_onnx
+
+    root = tmp_path_factory.mktemp("sb-onnx")
+    return {p: bundle_from_export(onnx_source, export_onnx(onnx_source, p, root / f"export-{p}",
+                                                           calib_inputs=onnx_crops[:16] if p == "int8" else None),
+                                  root / f"sb-onnx-{p}") for p in ("fp32", "fp16", "int8")}

@@ -10,21 +10,18 @@ import shutil
 import numpy as np
 import pytest
 from shared import coco_mini
+from source_fixtures import bundle_from_export
 
 from edge_pose.backends.base import PrecisionMismatch
 from edge_pose.backends.openvino import OpenVINOBackend
-from edge_pose.bundle import load_bundle, write_bundle
+from edge_pose.bundle import load_bundle
 from edge_pose.select import SKIPPED, NothingRuns, open_best
 from registry import PRECISIONS, cpu_has_bf16
 
 BF16 = cpu_has_bf16()
 
 
-def _bundle(source, result, out):
-    from converters.manifest_build import build_manifest
-
-    manifest = build_manifest(source, result, devices=[], calibration=None, evaluation=None, seed=0)
-    return write_bundle(out, manifest, result.files)
+_bundle = bundle_from_export
 
 
 @pytest.fixture(scope="session")

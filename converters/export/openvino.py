@@ -16,7 +16,7 @@ from converters.errors import ConversionError
 from converters.export.openvino_read import one_line, read_static_model, tensor_name
 from converters.export.result import ExportResult
 
-from registry import FORMATS, PRECISIONS as _PRECISIONS
+from registry import FORMATS, execution_of
 
 PRECISIONS = FORMATS["openvino"].precisions
 
@@ -115,7 +115,7 @@ def export_blob(xml: Path, device: str, precision: str, out_dir: Path) -> tuple[
         return None, (f"no {device} blob: the {device} device/plugin is not present here (available: "
                       f"{', '.join(core.available_devices) or 'none'}); {device} compiles the IR at first load")
     # the blob is compiled as the runtime will compile the IR: at the precision the bundle is validated at
-    config = {"INFERENCE_PRECISION_HINT": _PRECISIONS[precision].execution} if device in ("CPU", "GPU") else {}
+    config = {"INFERENCE_PRECISION_HINT": execution_of("openvino", precision)} if device in ("CPU", "GPU") else {}
     try:
         compiled = core.compile_model(str(xml), device, config)
         data = compiled.export_model()

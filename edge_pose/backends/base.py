@@ -5,6 +5,8 @@ reason that the selector records and shows.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -13,16 +15,34 @@ from edge_pose.bundle import Bundle
 from edge_pose.errors import EdgePoseError
 
 
+CACHE_ENV = "EDGE_POSE_CACHE_DIR"
+
+
+def default_cache_dir(backend: str) -> Path:
+    """Where a backend keeps compiled models between starts: $EDGE_POSE_CACHE_DIR or ~/.cache/edge-pose, /backend."""
+    base = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-pose"
+    return Path(base) / backend
+
+
 class BackendUnavailable(EdgePoseError, RuntimeError):
     """This backend cannot run this bundle here; str(exc) is a one-line reason."""
 
 
-class PrecisionMismatch(BackendUnavailable):
+class NotAsAsked(BackendUnavailable):
+    """The runtime would run this candidate otherwise than asked (precision, threads, provider): the selector skips
+    it with the reason instead of running something else under its name."""
+
+
+class PrecisionMismatch(NotAsAsked):
     """The device would compute in another precision than the bundle was validated at (and that was not allowed)."""
 
 
-class ThreadsNotHonoured(BackendUnavailable):
+class ThreadsNotHonoured(NotAsAsked):
     """The runtime would run another number of threads than was asked for."""
+
+
+class ProviderFellBack(NotAsAsked):
+    """ONNX Runtime created the session on another execution provider than the one asked for."""
 
 
 def check_execution(bundle: Bundle, actual: str | None, options: dict[str, Any], where: str) -> None:

@@ -11,23 +11,19 @@ shape, which the NPU needs.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_pose.backends.base import BackendUnavailable, check_execution, check_threads
+from edge_pose.backends.base import default_cache_dir as base_cache_dir
 from edge_pose.backends.imports import installed, one_line
 from edge_pose.backends.tensors import check_tensor, input_shape, output_shape, run_batched
 from edge_pose.bundle import Bundle, BundleError
 
-CACHE_ENV = "EDGE_POSE_CACHE_DIR"
-
-
 def default_cache_dir() -> Path:
-    base = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-pose"
-    return Path(base) / "openvino"
+    return base_cache_dir("openvino")
 
 
 @functools.lru_cache(maxsize=1)
