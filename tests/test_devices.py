@@ -33,7 +33,8 @@ def test_builtin_profiles_load_and_say_what_to_run_and_build():
     assert (rpi.format, rpi.precision, rpi.backend, rpi.accelerator, rpi.threads) == ("tflite", "int8", "litert",
                                                                                      "cpu", 4)
     jet = profiles["jetson-orin-nano"].prefer
-    assert (jet[0].precision, jet[0].accelerator) == ("fp16", "gpu") and any(p.accelerator == "cpu" for p in jet)
+    assert [(p.backend, p.accelerator) for p in jet[:2]] == [("onnxruntime", "tensorrt")] * 2  # TensorRT first
+    assert [p.accelerator for p in jet].index("cuda") > 1 and any(p.backend == "litert" for p in jet)
     cu = [p.accelerator for p in profiles["core-ultra-meteor-lake"].prefer if p.backend == "openvino"]
     assert cu.index("NPU") < cu.index("GPU") < cu.index("CPU")
     assert ("openvino", "int8") in profiles["core-ultra-lunar-lake"].convert_targets
