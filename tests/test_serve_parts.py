@@ -21,11 +21,8 @@ from edge_pose.serve.tracking import OneEuro, Tracker
 
 
 @pytest.fixture()
-def bundle_dir(tmp_path):
-    d = tmp_path / "bundle"
-    d.mkdir()
-    (d / "edge_pose.json").write_text("{}")  # config validation only checks that a bundle is there
-    return d
+def bundle_dir(cpm_bundle):
+    return cpm_bundle.path  # config validation resolves the bundle path as every command does
 
 
 def _cli(argv, capsys) -> tuple[int, list[str]]:
@@ -69,8 +66,8 @@ def test_missing_bundle_and_source_are_named(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[source]\nuri = "x.mp4"\n')
     code, lines = _cli(["serve", "--check-config", str(cfg)], capsys)
-    assert code == 2 and lines == [f"edge-pose serve: error: {cfg}: [model] bundle: required (a bundle directory "
-                                   f"with edge_pose.json; or --bundle PATH)"]
+    assert code == 2 and lines == [f"edge-pose serve: error: {cfg}: [model] bundle: required (a bundle or a directory "
+                                   f"of bundles; or --bundle PATH)"]
     code, lines = _cli(["serve", "--check-config", str(cfg), "--bundle", str(tmp_path)], capsys)
     assert code == 2 and lines == [f"edge-pose serve: error: {cfg}: [model] bundle: no edge_pose.json in {tmp_path}"]
 
@@ -254,9 +251,12 @@ def test_capture_reads_an_http_stream_and_reconnects_at_its_end(tmp_path):
         server.shutdown()
 
 
-def test_model_that_cannot_load_is_one_error_line_and_status_2(tmp_path, bundle_dir):
+def test_model_that_cannot_load_is_one_error_line_and_status_2(tmp_path):
+    broken = tmp_path / "bundle"
+    broken.mkdir()
+    (broken / "edge_pose.json").write_text("{}")  # a manifest that is no manifest
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([str(EDGE_POSE), "serve", "--bundle", str(bundle_dir), "--source", "0",
+    run = subprocess.run([str(EDGE_POSE), "serve", "--bundle", str(broken), "--source", "0",
                           "--http", f"127.0.0.1:{free_port()}", "--log-level", "error"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == 2

@@ -75,3 +75,23 @@ def test_litehrnet18_full_int8_converts_and_tracks_fp32(litehrnet_source, real_c
     rel_l2 = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     assert rel_l2 < 0.2, rel_l2  # a quantised copy of the same function, not noise
     assert {"CONV_2D", "LOGISTIC"} <= set(ops)
+
+
+def test_litehrnet18_onnx_fp32_equals_keras_and_fp16_int8_run(litehrnet_source, real_crops, tmp_path):
+    """The zoo model reaches ONNX through tf2onnx (no hand-written graph code): fp32 equal to Keras on real crops,
+    fp16 (float16 graph) and int8 (QDQ) build and run on ONNX Runtime with heatmaps of the same shape."""
+    import onnxruntime as ort
+
+    from converters.export.onnx import export_onnx
+
+    ref = np.stack([litehrnet_source.keras_model(x[None], training=False).numpy()[0] for x in real_crops])
+    outs = {}
+    for precision in ("fp32", "fp16", "int8"):
+        r = export_onnx(litehrnet_source, precision, tmp_path / precision,
+                        calib_inputs=real_crops if precision == "int8" else None)
+        assert r.input_shape == (1, 256, 192, 3) and r.output_shape == (1, 64, 48, 17)  # static, NHWC kept
+        s = ort.InferenceSession(str(r.files["model.onnx"]), providers=["CPUExecutionProvider"])
+        outs[precision] = np.concatenate([s.run(None, {r.input_name: x[None]})[0] for x in real_crops])
+    assert np.abs(outs["fp32"] - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert np.abs(outs["fp16"] - ref).max() <= 2e-2 * np.abs(ref).max()
+    assert outs["int8"].shape == ref.shape and np.isfinite(outs["int8"]).all()
