@@ -342,7 +342,7 @@ def resolve_bundles(path: str | os.PathLike | Bundle | list, task: str | None = 
             raise BundleError(refused[0].reason if len(refused) == 1 else
                               f"{path}: no usable bundle ({len(refused)} refused; first: {refused[0].reason})")
         what = f"{task} bundle" if task else "bundle"
-        raise BundleError(f"{path}: no {what} (no subdirectory holds a {MANIFEST} for one)")
+        raise BundleError(f"{path}: no {what} here (neither it nor a subdirectory holds an {MANIFEST})")
     return Resolved(path, good, refused)
 
 

@@ -69,7 +69,8 @@ def test_missing_bundle_and_source_are_named(tmp_path, capsys):
     assert code == 2 and lines == [f"edge-pose serve: error: {cfg}: [model] bundle: required (a bundle or a directory "
                                    f"of bundles; or --bundle PATH)"]
     code, lines = _cli(["serve", "--check-config", str(cfg), "--bundle", str(tmp_path)], capsys)
-    assert code == 2 and lines == [f"edge-pose serve: error: {cfg}: [model] bundle: no edge_pose.json in {tmp_path}"]
+    assert code == 2 and lines == [f"edge-pose serve: error: {cfg}: [model] bundle: {tmp_path}: no pose bundle here "
+                                   "(neither it nor a subdirectory holds an edge_pose.json)"]
 
 
 def test_refuses_to_serve_off_loopback_without_a_token(tmp_path, bundle_dir):
