@@ -69,6 +69,7 @@ class CheckpointLimits:
     pickle: PickleLimits = field(default_factory=PickleLimits)
     max_dims: int = 16
     max_tensors: int = 200_000
+    max_metadata_bytes: int = 256 << 20  # bytes, sets and numpy arrays the pickle itself makes (metadata: KBs)
 
     @classmethod
     def from_env(cls) -> "CheckpointLimits":
@@ -112,7 +113,7 @@ class _Inert(Buildable):
     """A metadata object of the training loop: swallows construction and state, runs nothing."""
 
     def __init__(self, qualname: str):
-        self.qualname = qualname
+        self.name = f"an inert {qualname}"
 
     def build(self, state):
         return None
@@ -160,6 +161,8 @@ class _Dtype(Buildable):
 class UnbuiltNumpyArray(Buildable):
     """numpy's _reconstruct before its state arrives; becomes an array only from validated plain bytes."""
 
+    name = "a numpy array without data"
+
     def __init__(self, budget: Budget):
         self.budget = budget
 
@@ -201,8 +204,10 @@ class _Reader:
                  limits: CheckpointLimits):
         self.path, self.archive, self.prefix, self.byteorder = path, archive, prefix, byteorder
         self.budget, self.limits = budget, limits
+        self.made = Budget(str(path), limits.max_metadata_bytes, "metadata is never this large")
         self.storages: dict[str, _StorageRef] = {}
         self.arrays: dict[str, np.ndarray] = {}
+        self.read_bytes = self.copied_bytes = 0  # views may copy at most what the storages hold
         rebuild = SafeCall("torch._utils._rebuild_tensor_v2", self.rebuild_tensor)
         self.rebuilders = {rebuild, SafeCall("torch._utils._rebuild_tensor", self.rebuild_tensor)}
         self.rebuilders.add(SafeCall("torch._utils._rebuild_parameter", self.rebuild_parameter))
@@ -314,13 +319,13 @@ class _Reader:
         """Protocol 2 writes bytes as _codecs.encode(str, 'latin1'); exactly that is allowed."""
         if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
             raise PickleRefused("refused _codecs.encode with unexpected arguments")
-        self.budget.take(len(text), "bytes decoded in the pickle")
+        self.made.take(len(text), "bytes decoded in the pickle")
         return text.encode("latin1")
 
     def charged(self, kind, items):
         if not isinstance(items, (list, tuple, set, frozenset)):
             raise PickleRefused(f"{kind.__name__} built from {describe(items)}")
-        self.budget.take(8 * len(items), f"a {kind.__name__} of {len(items)} items")
+        self.made.take(8 * len(items), f"a {kind.__name__} of {len(items)} items")
         return kind(items)
 
     # -- numpy stand-ins ------------------------------------------------------------------------------------
@@ -331,7 +336,7 @@ class _Reader:
     def np_reconstruct(self, subtype, _shape=None, _code=None):
         if subtype is not _NDARRAY:
             raise PickleRefused(f"refused numpy reconstruction of {describe(subtype)} (plain ndarray only)")
-        return UnbuiltNumpyArray(self.budget)
+        return UnbuiltNumpyArray(self.made)
 
     @staticmethod
     def np_scalar(dtype, data=None):
@@ -361,6 +366,7 @@ class _Reader:
         if ref.key in self.arrays:
             return self.arrays[ref.key]
         buf = self.archive.read(ref.record, expected_size=ref.numel * ref.itemsize)
+        self.read_bytes += len(buf)
         code = "u2" if ref.dtype == "bf16" else "u1" if ref.dtype == "?" else ref.dtype
         array = np.frombuffer(buf, dtype=np.dtype(code))
         if self.byteorder != ("little" if np.little_endian else "big") and array.dtype.itemsize > 1:
@@ -383,7 +389,13 @@ class _Reader:
         elif whole:  # the common case: a tensor is its whole storage, so it is a view of it (no copy)
             out = flat.reshape(size)
         else:  # geometry was checked against the storage when the pickle declared it
-            self.budget.take(numel * flat.dtype.itemsize, f"a {size} view of storage '{ref.key}'")
+            nbytes = numel * flat.dtype.itemsize
+            self.copied_bytes += nbytes
+            if self.copied_bytes > max(self.read_bytes, 1 << 20):
+                raise CheckpointError(f"{self.path}: tensor views would copy {self.copied_bytes} bytes out of "
+                                      f"{self.read_bytes} bytes of storage (overlapping views amplify memory; "
+                                      f"refused)")
+            self.budget.take(nbytes, f"a {size} view of storage '{ref.key}'")
             item = flat.dtype.itemsize
             view = np.lib.stride_tricks.as_strided(flat[tensor.offset:], shape=size,
                                                    strides=tuple(st * item for st in tensor.stride),
@@ -454,9 +466,7 @@ def _unpickle(path: Path, limits: CheckpointLimits, budget: Budget):
             if isinstance(value, _TensorRef):
                 value = reader.materialise(value)
             elif not (isinstance(value, np.ndarray) and value.dtype.kind in "biufc"):
-                raise CheckpointError(f"{path}: state dict entry '{key[:120]}' is "
-                                      f"{describe(value) if not isinstance(value, Buildable) else 'an object'}, "
-                                      f"not a tensor")
+                raise CheckpointError(f"{path}: state dict entry '{key[:120]}' is {describe(value)}, not a tensor")
             out[key] = value
         return out
 

@@ -38,13 +38,13 @@ class ArchiveLimits:
 class Budget:
     """Bytes the read may still allocate; `take` refuses, naming the limit, before anything is allocated."""
 
-    def __init__(self, source: str, limit: int):
-        self.source, self.limit, self.used = source, limit, 0
+    def __init__(self, source: str, limit: int, hint: str = "EDGE_POSE_CHECKPOINT_MAX_BYTES raises it"):
+        self.source, self.limit, self.hint, self.used = source, limit, hint, 0
 
     def take(self, n: int, what: str) -> None:
         if n < 0 or self.used + n > self.limit:
             raise CheckpointError(f"{self.source}: {what} would bring the read to {_gib(self.used + n)}, over the "
-                                  f"{_gib(self.limit)} limit (EDGE_POSE_CHECKPOINT_MAX_BYTES raises it)")
+                                  f"{_gib(self.limit)} limit ({self.hint})")
         self.used += n
 
 

@@ -28,7 +28,7 @@ class PickleLimits:
     max_bytes: int = 32 << 20        # the pickle itself (checkpoint pickles are KBs; tensors live outside it)
     max_memo: int = 1 << 20          # memo entries (a state dict memoizes ~8 per tensor)
     max_depth: int = 64              # nested containers and MARKs
-    max_objects: int = 4_000_000     # objects created plus container items inserted
+    max_objects: int = 2_000_000     # objects created plus container items inserted (mmpose: ~50k)
     max_int_bits: int = 4096         # a LONG4 can hold a number that takes minutes to print or multiply
 
 
@@ -157,7 +157,14 @@ class _Machine:
 
     # -- the opcodes ----------------------------------------------------------------------------------------
     def run(self, data: bytes):
-        for opcode, arg, pos in pickletools.genops(data):
+        ops = pickletools.genops(data)
+        while True:
+            try:
+                opcode, arg, pos = next(ops)
+            except StopIteration:
+                break
+            except (ValueError, UnicodeError, OverflowError) as exc:  # the decoder: unknown opcode, short argument
+                raise PickleRefused(f"malformed pickle ({_one_line(exc, 100)})") from None
             name = opcode.name
             try:
                 if name == "STOP":
