@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 _CONTAINERS = (list, dict, tuple, set, frozenset)
+_INTS = frozenset({"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"})
+_SCALARS = frozenset({"FLOAT", "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE",
+                      "SHORT_BINUNICODE", "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"})
+_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"})
+_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
 
 
 class PickleRefused(Exception):
@@ -182,14 +187,27 @@ class _Machine:
 
     def step(self, name: str, arg) -> None:  # noqa: C901 - one flat dispatch reads best for a stack machine
         stack = self.stack
-        if name in ("PROTO", "FRAME"):
+        if name in _PUTS:  # the most frequent opcodes first: memo, then plain values
+            key = len(self.memo) if name == "MEMOIZE" else arg
+            if key not in self.memo and len(self.memo) >= self.limits.max_memo:
+                raise PickleRefused(f"pickle memoizes more than {self.limits.max_memo} objects (limit)")
+            obj = self.memo[key] = self.top()
+            if isinstance(obj, Buildable):
+                self.memo_keys.setdefault(id(obj), []).append(key)
+        elif name in _GETS:
+            if arg not in self.memo:
+                raise PickleRefused(f"pickle reads memo entry {arg} that was never written")
+            self.spend()
+            stack.append(self.memo[arg])
+        elif name in _INTS:
+            self.spend()
+            stack.append(self.check_int(arg) if type(arg) is int else arg)
+        elif name in _SCALARS:
+            self.spend()
+            stack.append(arg)
+        elif name in ("PROTO", "FRAME"):
             if name == "PROTO" and arg > 5:
                 raise PickleRefused(f"unknown pickle protocol {arg}")
-        elif name in ("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"):
-            self.push_new(self.check_int(arg) if isinstance(arg, int) and not isinstance(arg, bool) else arg)
-        elif name in ("FLOAT", "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE",
-                      "SHORT_BINUNICODE", "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"):
-            self.push_new(arg)
         elif name == "BYTEARRAY8":
             self.push_new(bytes(arg))
         elif name == "NONE":
@@ -263,18 +281,6 @@ class _Machine:
             self.spend(len(items))
             target.update(items)
             self.contain(target, items)
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-            key = len(self.memo) if name == "MEMOIZE" else arg
-            if key not in self.memo and len(self.memo) >= self.limits.max_memo:
-                raise PickleRefused(f"pickle memoizes more than {self.limits.max_memo} objects (limit)")
-            obj = self.memo[key] = self.top()
-            if isinstance(obj, Buildable):
-                self.memo_keys.setdefault(id(obj), []).append(key)
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            if arg not in self.memo:
-                raise PickleRefused(f"pickle reads memo entry {arg} that was never written")
-            self.spend()
-            self.stack.append(self.memo[arg])
         elif name in ("GLOBAL", "INST"):
             module, _, qualname = str(arg).partition(" ")
             found = self.resolve(module, qualname)
