@@ -45,7 +45,8 @@ def read_json(path, max_bytes: int = MAX_JSON_BYTES) -> Any:
     path = Path(path)
     try:
         if not path.is_file():
-            raise CocoFileError(f"{path}: not a regular file" if path.exists() else f"{path}: cannot read (no such file)")
+            raise CocoFileError(f"{path}: not a regular file" if path.exists() else
+                                f"{path}: cannot read (no such file)")
         with open(path, "rb") as fh:  # read(n) allocates n up front: size the read by the file, not the cap
             raw = fh.read(min(os.fstat(fh.fileno()).st_size, max_bytes) + 1)
     except OSError as exc:

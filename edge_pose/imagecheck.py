@@ -149,8 +149,8 @@ def check_image(data: bytes, limit: int | None = None) -> tuple[str, int, int]:
     fmt, h, w = image_size(data)
     cap = max_pixels(limit)
     if h * w > cap:
-        raise PixelLimitError(f"{fmt.upper()} declares {h}x{w} = {h * w / 1e6:.1f} Mpx, over the {cap / 1e6:.1f} Mpx limit "
-                               f"({MAX_PIXELS_ENV} raises it)")
+        raise PixelLimitError(f"{fmt.upper()} declares {h}x{w} = {h * w / 1e6:.1f} Mpx, over the {cap / 1e6:.1f} Mpx "
+                              f"limit ({MAX_PIXELS_ENV} raises it)")
     if fmt == "jpeg":
         scan = _jpeg_scan(data)[2]
         if scan < 0 or data.rfind(b"\xff\xd9") < scan:

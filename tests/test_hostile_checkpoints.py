@@ -14,7 +14,6 @@ import struct
 import subprocess
 import sys
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +194,8 @@ ABUSED = {
     "array-dtype-not-built": (np_array((1,), enc("f8"), b"\0" * 8), "not built from a plain numeric code"),
     "reconstruct-non-ndarray": (call(glob("numpy.core.multiarray", "_reconstruct"), glob("collections", "OrderedDict"),
                                      (0,), b"b"), "plain ndarray only"),
-    "scalar-wrong-length": (call(glob("numpy.core.multiarray", "scalar"), np_dtype("f8"), b"\0" * 4), "exactly 8 bytes"),
+    "scalar-wrong-length": (call(glob("numpy.core.multiarray", "scalar"), np_dtype("f8"), b"\0" * 4),
+                            "exactly 8 bytes"),
     "scalar-object-dtype": (call(glob("numpy.core.multiarray", "scalar"), np_dtype("O8", None), SYSTEM),
                             "refused numpy dtype"),
     "scalar-str-dtype": (call(glob("numpy.core.multiarray", "scalar"), "f8", b"\0" * 8), "not a plain numeric"),
