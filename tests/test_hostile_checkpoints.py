@@ -504,7 +504,7 @@ def _shared_fixture() -> Path:
 def test_convert_cli_refuses_in_one_line_and_writes_nothing(tmp_path, case):
     """3 GiB of address space: a legitimate convert loads TensorFlow, builds the model and its weights within it."""
     path = {"os.system": lambda: checkpoint(tmp_path / "evil.pth", PLACES["deep-in-meta"](SYSTEM)),
-            "dtype-field-offset": lambda: _memory_cases(tmp_path)["dtype-field-offset"],
+            "dtype-field-offset": lambda: checkpoint(tmp_path / "dt.pth", sd(w=np_array((2,), FIELD_DTYPE, b"\0" * 8))),
             "bomb-2GiB": lambda: _bomb(tmp_path / "d2.pth", 2 << 30)}[case]()
     out = tmp_path / "bundles"
     cli = str(Path(sys.executable).with_name("edge-pose"))
