@@ -448,7 +448,7 @@ def test_bf16_widening_and_big_endian_are_counted_and_correct(tmp_path):
 # --- in a subprocess under an address-space limit: the reader and `edge-pose convert` ----------------------------
 
 READER = """
-import resource, sys
+import sys
 from converters.checkpoints import CheckpointError, read_checkpoint
 try:
     state = read_checkpoint(sys.argv[1])
@@ -456,7 +456,8 @@ try:
 except CheckpointError as exc:
     print(exc, file=sys.stderr)
     code = 2
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# peak RSS of this program (VmHWM starts afresh at exec; ru_maxrss would include the forking parent's)
+print(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
 sys.exit(code)
 """
 
