@@ -5,7 +5,6 @@ a cv2/json traceback tells them nothing.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,13 +19,16 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 def read_image(path: str | Path) -> np.ndarray:
     """A BGR uint8 image, or one line saying which file is missing or corrupt."""
+    from edge_pose.media import MediaError
+    from edge_pose.media import read_image as read_checked
+
     path = Path(path)
     if not path.is_file():
         raise CalibrationDataError(f"{path}: image file not found")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise CalibrationDataError(f"{path}: corrupt or unreadable image")
-    return image
+    try:  # the runtime's reader: pixel limit from the header before decoding, one line for anything wrong
+        return read_checked(path)
+    except MediaError as exc:
+        raise CalibrationDataError(str(exc)) from None
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -46,6 +48,12 @@ def video_frames(path: str | Path, every_n: int = 10) -> Iterator[tuple[int, np.
     try:
         if not cap.isOpened():
             raise CalibrationDataError(f"{path}: corrupt or unreadable video")
+        from edge_pose.media import MediaError, check_video_size
+
+        try:
+            check_video_size(path, cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        except MediaError as exc:
+            raise CalibrationDataError(str(exc)) from None
         index, yielded = 0, 0
         while True:
             ok, frame = cap.read()
@@ -61,48 +69,33 @@ def video_frames(path: str | Path, every_n: int = 10) -> Iterator[tuple[int, np.
         cap.release()
 
 
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
+def _coco(read, *args):
+    from edge_pose.cocofile import CocoFileError
+
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CalibrationDataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise CalibrationDataError(f"{path}: broken JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationDataError(f"{path}: unreadable ({exc})") from None
+        return read(*args)
+    except CocoFileError as exc:
+        raise CalibrationDataError(str(exc)) from None
+
+
+def read_json(path: str | Path) -> Any:
+    """Parsed JSON, bounded and strict (no NaN/Infinity, no absurd numbers or nesting): edge_pose.cocofile."""
+    from edge_pose.cocofile import read_json as read_strict
+
+    return _coco(read_strict, Path(path))
 
 
 def read_coco_keypoints(path: str | Path) -> dict:
-    """A COCO keypoint JSON checked for the parts we use (images, annotations with bbox)."""
-    data = read_json(path)
-    if not isinstance(data, dict) or "images" not in data:
-        raise CalibrationDataError(f"{path}: not a COCO keypoint file (no 'images' list)")
-    if not data["images"]:
-        raise CalibrationDataError(f"{path}: no images listed")
-    try:
-        for img in data["images"]:
-            img["id"], img["file_name"]  # noqa: B018 (presence check)
-        for ann in data.get("annotations", []):
-            if len(ann["bbox"]) != 4:
-                raise ValueError(f"annotation {ann.get('id')} bbox has {len(ann['bbox'])} numbers")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CalibrationDataError(f"{path}: malformed COCO data ({type(exc).__name__}: {exc})") from None
-    data.setdefault("annotations", [])
-    return data
+    """A COCO keypoint JSON checked for the parts we use (images, annotations with bbox, keypoints)."""
+    from edge_pose.cocofile import read_keypoints_file
+
+    return _coco(read_keypoints_file, Path(path))
 
 
 def read_coco_detections(path: str | Path) -> list[dict]:
     """A COCO detection results file: a list of {image_id, bbox, score[, category_id]}; persons only."""
+    from edge_pose.cocofile import check_detections
+
     data = read_json(path)
-    if not isinstance(data, list):
-        raise CalibrationDataError(f"{path}: not a COCO detection results file (expected a JSON list)")
-    try:
-        dets = [d for d in data if d.get("category_id", 1) == 1]
-        for d in dets:
-            d["image_id"]  # noqa: B018
-            if len(d["bbox"]) != 4:
-                raise ValueError("a bbox does not have 4 numbers")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CalibrationDataError(f"{path}: malformed detection results ({type(exc).__name__}: {exc})") from None
-    return dets
+    dets = _coco(check_detections, Path(path), data)
+    return [d for d in dets if d.get("category_id", 1) == 1]

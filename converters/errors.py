@@ -8,3 +8,7 @@ class ConversionError(EdgePoseError):
 
 class SourceError(ConversionError):
     """A model file that cannot be read, or facts about it that are missing or contradictory."""
+
+
+class CheckpointError(EdgePoseError):
+    """A checkpoint that cannot be read safely or does not hold a state dict; str() is one line naming the file."""

@@ -200,19 +200,22 @@ def build_model(name: str, input_size=(256, 192), checkpoint=None, seed: int = 0
     """
     entry = get_entry(name)
     size = check_input_size(entry, input_size)
+    state = source = None
+    if checkpoint is not None:  # read first: a bad checkpoint fails in a second, before TensorFlow loads
+        from converters.checkpoints import read_checkpoint
+
+        if isinstance(checkpoint, dict):
+            state, source = checkpoint, "state dict"
+        else:
+            state, source = read_checkpoint(checkpoint), str(Path(checkpoint))
     try:
         model = entry.build(size, num_keypoints)
     except ImportError as exc:
         raise ZooError(f"{name}: cannot build ({exc}); install edge-pose[convert]") from None
-    if checkpoint is None:
+    if state is None:
         seed_weights(model, seed)
         return model
-    from converters.checkpoints import read_checkpoint
     from converters.weights import load_state_dict
 
-    if isinstance(checkpoint, dict):
-        state, source = checkpoint, "state dict"
-    else:
-        state, source = read_checkpoint(checkpoint), str(Path(checkpoint))
     load_state_dict(model, state, source=source)
     return model

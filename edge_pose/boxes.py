@@ -6,7 +6,6 @@ later by implementing the same one-method `BoxSource` protocol.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Protocol
@@ -59,18 +58,23 @@ class CocoBoxes:
     def __init__(self, path: str | Path, score_threshold: float = 0.0, min_size: float = 1.0):
         self.path = Path(path)
         self.score_threshold = float(score_threshold)
+        from edge_pose.cocofile import CocoFileError, check_annotations, check_detections, check_images
+
         data = read_json(self.path)
-        self.ids_by_name: dict[str, int] = {}
-        if isinstance(data, dict) and "annotations" in data:
-            records = [a for a in data["annotations"] if isinstance(a, dict) and not a.get("iscrowd", 0)]
-            for img in data.get("images", []):
-                if isinstance(img, dict) and "file_name" in img and "id" in img:
-                    self.ids_by_name[Path(str(img["file_name"])).name] = int(img["id"])
-            default_score = 1.0
-        elif isinstance(data, list):
-            records, default_score = data, None
-        else:
+        ground_truth = isinstance(data, dict) and "annotations" in data
+        if not ground_truth and not isinstance(data, list):
             raise BoxError(f"{self.path}: expected a COCO detection results list or a COCO file with annotations")
+        self.ids_by_name: dict[str, int] = {}
+        try:  # types and ranges of every field used below (ids, boxes, scores), one line naming the field
+            if ground_truth:
+                images = check_images(self.path, data) if "images" in data else {}
+                records = [a for a in check_annotations(self.path, data, set(images) or None) if not a.get("iscrowd")]
+                self.ids_by_name = {Path(img["file_name"]).name: image_id for image_id, img in images.items()}
+                default_score = 1.0
+            else:
+                records, default_score = check_detections(self.path, data), None
+        except CocoFileError as exc:
+            raise BoxError(str(exc)) from None
         self.by_image: dict[int, list[list[float]]] = {}
         for i, rec in enumerate(records):
             try:
@@ -102,16 +106,14 @@ class CocoBoxes:
 
 
 def read_json(path: Path):
+    """Parsed JSON, bounded and strict (edge_pose.cocofile); BoxError naming the file otherwise."""
+    from edge_pose.cocofile import CocoFileError
+    from edge_pose.cocofile import read_json as read_strict
+
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise BoxError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BoxError(f"{path}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
-    except UnicodeDecodeError:
-        raise BoxError(f"{path}: not a text JSON file") from None
+        return read_strict(path)
+    except CocoFileError as exc:
+        raise BoxError(str(exc)) from None
 
 
 def _hog_class():

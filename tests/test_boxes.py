@@ -48,9 +48,9 @@ def test_broken_json_is_one_line(tmp_path):
     bad.write_text('[{"image_id": 1, "bbox": [1, 2, 3')
     with pytest.raises(BoxError) as err:
         CocoBoxes(bad)
-    assert "det.json: not valid JSON" in str(err.value) and "\n" not in str(err.value)
+    assert "det.json: broken JSON" in str(err.value) and "\n" not in str(err.value)
     bad.write_text('[{"image_id": 1, "box": [1, 2, 3, 4], "score": 1}]')
-    with pytest.raises(BoxError, match="record 0 is not a COCO box"):
+    with pytest.raises(BoxError, match=r"detections\[0\]: missing 'bbox'"):
         CocoBoxes(bad)
     bad.write_text('{"what": 1}')
     with pytest.raises(BoxError, match="expected a COCO"):

@@ -95,7 +95,7 @@ def test_video_every_nth_frame(tmp_path):
 
 @pytest.mark.parametrize("case, message", [
     ("empty_folder", "no images"),
-    ("corrupt_image", "bad.jpg: corrupt or unreadable image"),
+    ("corrupt_image", "bad.jpg: not a readable image"),
     ("broken_json", "broken JSON"),
     ("json_without_images", "none of its 4 images found"),
     ("missing", "no such file"),

@@ -82,7 +82,7 @@ def test_truncated_checkpoint_gives_one_line(tmp_path):
 def test_corrupt_storage_record_and_out_of_bounds_tensor(tmp_path):
     a = np.arange(6, dtype=np.float32)
     good = write_torch_zip(tmp_path / "good.pth", {"w": a})
-    # Shorten the storage record: the tensor would read past it.
+    # Shorten the storage record: refused from the sizes the zip and the pickle declare, before it is read.
     with zipfile.ZipFile(good) as zf:
         items = {n: zf.read(n) for n in zf.namelist()}
     bad = tmp_path / "short.pth"
@@ -91,7 +91,7 @@ def test_corrupt_storage_record_and_out_of_bounds_tensor(tmp_path):
             zf.writestr(n, raw[:8] if n.endswith("data/0") else raw)
     with pytest.raises(CheckpointError) as exc:
         read_checkpoint(bad)
-    assert "than its storage" in _one_line(exc)
+    assert "holds 8 bytes but the checkpoint declares 24" in _one_line(exc)
 
 
 def test_legacy_and_non_checkpoint_files(tmp_path):

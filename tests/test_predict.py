@@ -144,7 +144,7 @@ def test_cli_predict_corrupt_image_is_one_line(cpm_bundle, tmp_path):
     res = _cli(cpm_bundle.path, bad, "--out", tmp_path / "out")
     assert res.returncode == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "XNNPACK" not in ln]
-    assert lines == [f"edge-pose predict: error: {bad}: not a readable image (corrupt, empty or unsupported format)"]
+    assert lines == [f"edge-pose predict: error: {bad}: not a readable image: truncated JPEG (no frame header)"]
     res = _cli(cpm_bundle.path, tmp_path / "nothing.avi", "--out", tmp_path / "out")
     assert res.returncode == 2 and "nothing.avi: no such file" in res.stderr
 

@@ -9,7 +9,6 @@ image's index in sorted order (the frame index for a video).
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -58,6 +57,7 @@ def _frames(path: Path, kind: str, reader=None, first=None):
 
 
 def run(args) -> int:
+    from edge_pose import jsonio
     from edge_pose.boxes import CocoBoxes, box_source
     from edge_pose.draw import draw_people
     from edge_pose.estimator import PoseEstimator
@@ -108,7 +108,7 @@ def run(args) -> int:
             video.close()
     if frames == 0:
         raise MediaError(f"{src}: no readable images")
-    (out / "keypoints.json").write_text(json.dumps(results) + "\n")
+    jsonio.write(out / "keypoints.json", results)  # strict (never NaN/Infinity) and atomic
     summary = {"input": str(src), "bundle": str(est.bundle.path), "runs": est.describe(), "keypoints": names,
                "skeleton": [list(e) for e in skeleton], "frames": frames, "people": len(results),
                "seconds": round(time.perf_counter() - t_start, 3),
@@ -119,7 +119,7 @@ def run(args) -> int:
                               "definition": "per-person share of labelled joints within 0.2 x max(gt box w, h), "
                                             "averaged over ground-truth people matched by box IoU >= 0.5; "
                                             "joints matched by name"}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    jsonio.write(out / "summary.json", summary, indent=1, default=str)
     line = f"{frames} {'frames' if kind == 'video' else 'images'}, {len(results)} people -> {out}/keypoints.json"
     if gt_people:
         got = summary["pck@0.2"]
@@ -134,18 +134,25 @@ def _coco_result(person, image_id: int) -> dict:
     """One COCO keypoint result: keypoints flat (x, y, score) in the model's keypoint order."""
     import numpy as np
 
-    flat = np.column_stack([person.keypoints, person.scores]).reshape(-1)
-    return {"image_id": image_id, "category_id": 1, "keypoints": [round(float(v), 3) for v in flat],
-            "score": round(person.score, 5), "bbox": [round(float(v), 2) for v in person.box]}
+    from edge_pose.jsonio import finite
+
+    flat = np.column_stack([person.keypoints, person.scores]).reshape(-1)  # a non-finite value becomes 0 (unscored)
+    return {"image_id": image_id, "category_id": 1, "keypoints": [round(finite(v, 0.0), 3) for v in flat],
+            "score": round(finite(person.score, 0.0), 5), "bbox": [round(finite(v, 0.0), 2) for v in person.box]}
 
 
 def _gt_keypoints(path: str) -> dict[int, list[dict]]:
     """image id -> non-crowd annotations with keypoints (box and flat keypoints)."""
-    from edge_pose.boxes import read_json
+    from edge_pose.boxes import BoxError, read_json
+    from edge_pose.cocofile import CocoFileError, check_annotations
 
     data = read_json(Path(path))
+    try:  # PCK indexes COCO's 17 keypoints by name: every annotation's keypoints must be 17 (x, y, v)
+        annotations = check_annotations(path, data, values=51) if isinstance(data, dict) else []
+    except CocoFileError as exc:
+        raise BoxError(str(exc)) from None
     by_image: dict[int, list[dict]] = {}
-    for a in data.get("annotations", []) if isinstance(data, dict) else []:
+    for a in annotations:
         if not a.get("iscrowd") and a.get("num_keypoints", 1) > 0 and "keypoints" in a:
             by_image.setdefault(int(a["image_id"]), []).append(a)
     return by_image

@@ -1,0 +1,37 @@
+"""Strict JSON out: NaN/Infinity never reach a results file, and a refused write leaves no file behind."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from edge_pose import jsonio
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), np.float64("nan")])
+def test_dumps_refuses_non_finite_numbers_and_says_where(bad):
+    with pytest.raises(ValueError, match=r"non-finite number \(NaN or Infinity\) at \$\.people\[1\]\.score"):
+        jsonio.dumps({"people": [{"score": 1.0}, {"score": bad}]})
+    assert jsonio.dumps({"a": [1, 2.5]}) == json.dumps({"a": [1, 2.5]})
+
+
+def test_finite_sanitises_and_write_is_atomic(tmp_path):
+    assert [jsonio.finite(v, 0.0) for v in (1, np.float32(2.5), float("nan"), "x", None)] == [1.0, 2.5, 0.0, 0.0, 0.0]
+    path = tmp_path / "out.json"
+    jsonio.write(path, {"ok": 1})
+    with pytest.raises(ValueError):
+        jsonio.write(path, {"ok": float("nan")})
+    assert json.loads(path.read_text()) == {"ok": 1}  # the old file stands; no temporary left
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_predict_result_of_a_nan_person_is_finite():
+    from edge_pose.cli.predict import _coco_result
+
+    person = SimpleNamespace(keypoints=np.array([[np.nan, 2.0], [np.inf, 4.0]]), scores=np.array([0.5, np.nan]),
+                             score=float("nan"), box=np.array([0, 0, np.inf, 5.0]))
+    row = _coco_result(person, 7)
+    assert row["keypoints"] == [0.0, 2.0, 0.5, 0.0, 4.0, 0.0] and row["score"] == 0.0
+    json.loads(jsonio.dumps(row))
