@@ -19,7 +19,9 @@ HELP = "convert a model into TFLite/OpenVINO bundles (calibrated, fidelity-check
 
 def add_arguments(p) -> None:
     p.add_argument("source", help="zoo name (litehrnet-18, ...) or model file (.onnx, .pb, .keras, SavedModel dir)")
-    p.add_argument("--checkpoint", metavar="PTH", help="mmpose checkpoint for a zoo model (else seeded, untrained)")
+    p.add_argument("--checkpoint", metavar="PTH|coco",
+                   help="mmpose checkpoint for a zoo model, or 'coco': the official COCO one, downloaded once into "
+                        "~/.cache/edge-pose/checkpoints and verified (default: seeded, untrained)")
     p.add_argument("--device", metavar="PROFILE", help="build what this device profile runs best (e.g. rpi5)")
     p.add_argument("--format", dest="formats", action="append", choices=["tflite", "openvino"], default=[],
                    help="target format (repeatable; default both, or the device's set)")

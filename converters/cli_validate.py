@@ -22,7 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--boxes", metavar="DETS", help="COCO detection results for the DATA JSON (default: GT boxes)")
     p.add_argument("--size", type=int, metavar="N", help="at most N crops (seeded choice)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint", metavar="PTH", help="checkpoint of a zoo-model reference")
+    p.add_argument("--checkpoint", metavar="PTH|coco",
+                   help="checkpoint of a zoo-model reference ('coco': the official one, as for convert)")
     p.add_argument("--output", metavar="NAME", help="the reference model's heatmap output, if it has several")
     p.add_argument("--layout", choices=["NCHW", "NHWC"], help="the reference model's input layout, if unclear")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
