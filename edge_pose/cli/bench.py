@@ -29,13 +29,17 @@ def add_arguments(p) -> None:
 
 
 def _progress(label: str):
-    tty = sys.stderr.isatty()
+    """run_interleaved's show(i, n) callback on the one progress helper (a bar on a terminal, lines otherwise)."""
+    from edge_pose.progress import bar
+
+    shown = {}
 
     def show(i: int, n: int) -> None:
-        if tty or i == n or i % max(1, n // 4) == 0:
-            bar = "#" * int(30 * i / n)
-            end = "\n" if (i == n or not tty) else ""
-            print(f"\r{label} [{bar:<30}] {i}/{n}", end=end, file=sys.stderr, flush=True)
+        if "bar" not in shown:
+            shown["bar"] = bar(label, n, unit="run")
+        shown["bar"].update(i - shown["bar"].n)
+        if i == n:
+            shown["bar"].close()
     return show
 
 
