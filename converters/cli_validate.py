@@ -8,9 +8,13 @@ import contextlib
 import json
 import sys
 
-from converters.cli_common import convert_tool_errors, quiet_tensorflow
+from converters.cli_common import add_verbose_argument, convert_tool_errors, library_noise
 
 HELP = "measure a bundle's fidelity against its source (or another bundle) on real crops"
+EPILOG = """exit status:
+  0  the bundle meets the thresholds for its precision
+  1  it ran, but the bundle missed them (the lines starting 'missed:' say which): as edge-pose convert
+  2  bad input or a tool error (one line naming the file and what is wrong)"""
 
 
 def add_arguments(p) -> None:
@@ -27,6 +31,7 @@ def add_arguments(p) -> None:
     p.add_argument("--output", metavar="NAME", help="the reference model's heatmap output, if it has several")
     p.add_argument("--layout", choices=["NCHW", "NHWC"], help="the reference model's input layout, if unclear")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add_verbose_argument(p)
 
 
 def _reference_heatmaps(args, manifest, crops):
@@ -48,7 +53,11 @@ def _reference_heatmaps(args, manifest, crops):
 
 
 def run(args) -> int:
-    quiet_tensorflow()
+    with library_noise(getattr(args, "verbose", 0)):
+        return _run(args)
+
+
+def _run(args) -> int:
     with convert_tool_errors():
         from calibration.datasets import load_crops
         from calibration.fidelity import Thresholds, compare, format_table
