@@ -205,3 +205,23 @@ def test_cli_offline_is_one_line_naming_url_and_local_option(tmp_path):
     assert f"http://127.0.0.1:{port}/mmpose/top_down/litehrnet/litehrnet18_coco_256x192-6bace359_20211230.pth" \
         in errors[0] and "--checkpoint PATH" in errors[0]
     assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
+
+
+def test_demo_uses_the_official_checkpoint_when_it_downloads(served, capsys):
+    from converters.cli_demo import official_checkpoint
+
+    path = official_checkpoint("litehrnet-18")
+    assert path and Path(path).is_file() and "seeded" not in capsys.readouterr().out
+
+
+def test_demo_says_in_one_line_when_it_falls_back_to_seeded_weights(served, monkeypatch, capsys):
+    from converters.cli_demo import official_checkpoint
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv(zc.BASE_URL_ENV, f"http://127.0.0.1:{port}/mmpose/")
+    assert official_checkpoint("litehrnet-18") is None
+    out = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    assert len(out) == 1 and f"127.0.0.1:{port}" in out[0]
+    assert "seeded untrained weights" in out[0] and "no skeleton on anyone" in out[0]
