@@ -42,7 +42,8 @@ def _cache_file() -> Path:
     digest = hashlib.sha256(version("keras").encode())
     for path in sorted(root.glob("models/*.py")) + [root / "zoo.py", root / "macs.py"]:
         digest.update(path.name.encode() + path.read_bytes())
-    base = Path(os.environ.get("EDGE_POSE_CACHE_DIR") or os.environ.get("EDGE_POSE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    chosen = os.environ.get("EDGE_POSE_CACHE_DIR") or os.environ.get("EDGE_POSE_CACHE")
+    base = Path(chosen or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                 / "edge-pose")
     return base / f"zoo-stats-{digest.hexdigest()[:16]}.json"
 

@@ -96,6 +96,7 @@ def test_table_covers_every_zoo_model_at_both_sizes_with_digest_prefixes():
             assert ckpt.url.startswith("https://download.openmmlab.com/mmpose/") and ckpt.url.endswith(".pth")
             assert len(ckpt.sha256_prefix) == 8
             assert f"{size[0]}x{size[1]}" in ckpt.file_name and f"{size[0]}x{size[1]}" in ckpt.config
+            assert ckpt.config == entry.mmpose_configs[entry.input_sizes.index(size)]  # one name per config
     assert official("litehrnet-18", (256, 192)).url == \
         "https://download.openmmlab.com/mmpose/top_down/litehrnet/litehrnet18_coco_256x192-6bace359_20211230.pth"
     assert len({path for _, path in CHECKPOINTS.values()}) == len(CHECKPOINTS)  # no size reuses another's file
