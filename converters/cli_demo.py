@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -123,7 +124,9 @@ def _run(args, verbose: int) -> int:
     _step(["bench", "report", str(out / "bench.json"), "--out", str(out / "report")], verbose)
     if image is None:
         image = next(p for p in sorted(Path(args.data).parent.rglob("*.jp*g")))
-    _step(["predict", str(bundles), str(image), "--out", str(out / "predict")], verbose)
+    photo = out / f"photo{Path(image).suffix.lower()}"  # the README's Python example reads this one
+    shutil.copyfile(image, photo)
+    _step(["predict", str(bundles), str(photo), "--out", str(out / "predict")], verbose)
     print(f"\ndemo done: bundles in {bundles}, bench report in {out / 'report'}, drawn poses in {out / 'predict'}.")
     if not checkpoint:
         print(f"The model has seeded (untrained) weights: no skeletons in the pictures. For real poses: "

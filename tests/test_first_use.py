@@ -106,3 +106,21 @@ def test_real_tensorflow_run_shows_only_our_lines(tmp_path):
     assert lines[0] == "[1/3] loading source litehrnet-18" and lines[-1].startswith("edge-pose convert: error: ")
     assert not [ln for ln in lines if any(w in ln for w in ("cuInit", "absl", "oneDNN", "cpu_feature_guard",
                                                             "I0000", "W0000", "E0000", "nncf"))], run.stderr
+
+
+def test_readme_python_example_runs_as_written(cpm_bundle, tmp_path):
+    """The README's snippet, verbatim, in a directory laid out as `make demo` leaves it."""
+    import re
+    import shutil
+
+    from shared import coco_mini
+
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "demo-out" / "bundles").mkdir(parents=True)
+    shutil.copytree(cpm_bundle.path, tmp_path / "demo-out" / "bundles" / cpm_bundle.path.name)
+    shutil.copyfile(coco_mini() / "000000000785.jpg", tmp_path / "demo-out" / "photo.jpg")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("]]") >= 1 and "[" in run.stdout  # one person's keypoints and scores printed
