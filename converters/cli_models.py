@@ -113,7 +113,13 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from converters.cli_common import library_noise
+
+    with library_noise(getattr(args, "verbose", 0)):
+        return _run(args)
+
+
+def _run(args) -> int:
     missing = [m for m in ("keras", "tensorflow") if importlib.util.find_spec(m) is None]
     if missing:
         raise EdgePoseError(f"edge-pose models needs {' and '.join(missing)}, which is not installed; "
