@@ -137,9 +137,8 @@ class _FilteredStderr:
             os.close(fd)
 
     def __exit__(self, *exc):
-        if self.swap:
+        if self.swap:  # left open: a handler made meanwhile (absl's) may hold it; it writes to the real stderr
             sys.stderr.flush()
-            sys.stderr.close()
             sys.stderr = self.python_stderr
         os.dup2(self.saved, 2)  # closes the pipe's last write end: the reader sees EOF
         self.thread.join(timeout=5)
