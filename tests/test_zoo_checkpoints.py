@@ -177,8 +177,8 @@ def test_non_tty_download_progress_is_plain_lines(served, capfd):
 
 def test_zoo_source_with_official_checkpoint_records_url_and_digest(served):
     """`load_source(name, checkpoint="coco")`: the downloaded file is read by the safe reader into the model and the
-    URL and full sha256 reach the provenance the manifest is built from."""
-    from converters.manifest_build import build_manifest  # noqa: F401  (the manifest reads source.provenance())
+    URL and full sha256 reach the provenance the manifest is built from (manifest_build adds checkpoint_sha256 of
+    source.checkpoint beside them)."""
     from converters.sources import load_source
 
     server, sha, cache = served
@@ -186,6 +186,7 @@ def test_zoo_source_with_official_checkpoint_records_url_and_digest(served):
     prov = source.provenance()
     assert not source.untrained and prov["checkpoint_url"] == official("litehrnet-18", (256, 192)).url
     assert prov["source_sha256"] == sha and Path(prov["checkpoint"]).parent == cache
+    assert source.checkpoint == Path(prov["checkpoint"]) and _sha256(source.checkpoint) == sha
 
 
 def test_cli_offline_is_one_line_naming_url_and_local_option(tmp_path):
