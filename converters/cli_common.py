@@ -62,7 +62,8 @@ def add_verbose_argument(parser) -> None:
 # TF_CPP_MIN_LOG_LEVEL is even read, plus the two notices around them.
 _NOISE = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-]+:\d+\] "
                     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
-                    rb"|To enable the following instructions: .* rebuild TensorFlow)")
+                    rb"|To enable the following instructions: .* rebuild TensorFlow"
+                    rb"|INFO: Created TensorFlow Lite \w+ delegate for CPU\.$)")  # LiteRT, at each fidelity check
 _active = threading.local()
 
 

@@ -77,7 +77,8 @@ NOISE = [b"WARNING: All log messages before absl::InitializeLog() is called are 
          b"Failed call to cuInit: UNKNOWN ERROR (303)",
          b"W0000 00:00:1796113627.701666   19440 tf_tfl_flatbuffer_helpers.cc:364] Ignored output_format.",
          b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
-         b"appropriate compiler flags."]
+         b"appropriate compiler flags.",
+         b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."]
 
 
 @pytest.mark.parametrize("verbose", [0, 1])
@@ -90,6 +91,7 @@ def test_c_level_noise_on_descriptor_2_is_dropped_unless_verbose(capfd, verbose)
     err = capfd.readouterr().err
     assert "[1/3] loading source litehrnet-18" in err and "edge-pose convert: error: x.json" in err
     assert ("cuInit" in err and "oneDNN" in err and "absl::InitializeLog" in err) == bool(verbose)
+    assert ("XNNPACK" in err) == bool(verbose)
     assert os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 
 

@@ -168,9 +168,11 @@ def _grouped_barh(items: list[dict], keys: list[tuple], label, value: str, whisk
         ax.barh(ys, vals, height, xerr=errs, capsize=3 if whisker else 0, label=name)
         for y, (_, it) in zip(ys, mine):  # the value just past the bar (or its whisker), never on top of it
             ax.annotate(fmt % it[value], (it[whisker] if whisker else it[value], y), xytext=(4, 0),
-                        textcoords="offset points", va="center", fontsize=7)
+                        textcoords="offset points", va="center", fontsize=7, zorder=3,
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})  # readable over the 1.0x line
     if reference is not None:
-        ax.axvline(reference, color="black", linestyle="--", linewidth=1.2, label=f"{reference:g}x = fp32 speed")
+        ax.axvline(reference, color="black", linestyle="--", linewidth=1.2, label=f"{reference:.1f}x = fp32 speed",
+                   zorder=2)
     ax.set_yticks([j + height * (len(series) - 1) / 2 for j in range(len(row_keys))])
     ax.set_yticklabels([label(k) for k in row_keys], fontsize=8)
     ax.invert_yaxis()
