@@ -63,7 +63,8 @@ def add_verbose_argument(parser) -> None:
 _NOISE = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-]+:\d+\] "
                     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
                     rb"|To enable the following instructions: .* rebuild TensorFlow"
-                    rb"|INFO: Created TensorFlow Lite \w+ delegate for CPU\.$)")  # LiteRT, at each fidelity check
+                    rb"|INFO: Created TensorFlow Lite \w+ delegate for CPU\.$"  # LiteRT, at each fidelity check
+                    rb"|fully_quantize: \d+, inference_type: \d+, )")  # the TFLite calibrator, per int8 export
 _active = threading.local()
 
 
@@ -144,6 +145,26 @@ class _FilteredStderr:
         os.dup2(self.saved, 2)  # closes the pipe's last write end: the reader sees EOF
         self.thread.join(timeout=5)
         os.close(self.saved)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Everything written to stdout meanwhile goes to stderr, Python's prints (onnx2tf, NNCF) and any C/C++ library
+    writing to descriptor 1 alike, so that stdout carries only the command's own table or JSON."""
+    sys.stdout.flush()
+    try:
+        sys.__stdout__.flush()
+    except (AttributeError, ValueError):
+        pass
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @contextlib.contextmanager

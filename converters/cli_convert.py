@@ -8,11 +8,10 @@ Examples:
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 
-from converters.cli_common import add_verbose_argument, convert_tool_errors, library_noise
+from converters.cli_common import add_verbose_argument, convert_tool_errors, library_noise, stdout_to_stderr
 
 HELP = "convert a model into TFLite/OpenVINO bundles (calibrated, fidelity-checked)"
 EPILOG = """exit status:
@@ -78,7 +77,7 @@ def _run(args) -> int:
                  "keypoints": args.keypoints, "output": args.output}
         thresholds = Thresholds(args.max_rel_diff, args.max_keypoint_error, args.min_oks, args.max_ap_drop)
         try:  # converters print to stdout (onnx2tf, NNCF): keep stdout for our table / JSON
-            with contextlib.redirect_stdout(sys.stderr):
+            with stdout_to_stderr():
                 done = convert(args.source, args.out, checkpoint=args.checkpoint, device=args.device,
                                formats=args.formats, precisions=args.precisions, calib=args.calib,
                                images=args.images, boxes=args.boxes, detector=args.detector,

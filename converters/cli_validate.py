@@ -4,11 +4,10 @@ precision, 1 when it misses them, 2 on bad input. Use crops that were not used t
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 
-from converters.cli_common import add_verbose_argument, convert_tool_errors, library_noise
+from converters.cli_common import add_verbose_argument, convert_tool_errors, library_noise, stdout_to_stderr
 
 HELP = "measure a bundle's fidelity against its source (or another bundle) on real crops"
 EPILOG = """exit status:
@@ -70,7 +69,7 @@ def _run(args) -> int:
         if args.size:
             crops = crops.sample(args.size, args.seed)
         crops.warn_if_small("evaluation")
-        with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the table / JSON
+        with stdout_to_stderr():  # keep stdout for the table / JSON
             candidate, _ = candidate_heatmaps(bundle.path, crops)
             reference, what = _reference_heatmaps(args, m, crops)
         if reference.shape != candidate.shape:

@@ -126,3 +126,20 @@ def test_readme_python_example_runs_as_written(cpm_bundle, tmp_path):
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("]]") >= 1 and "[" in run.stdout  # one person's keypoints and scores printed
+
+
+def test_converter_output_on_stdout_goes_to_stderr_so_stdout_keeps_only_the_json(capfd):
+    """`convert --json > out.json` must get JSON only: inside stdout_to_stderr both Python's and a C library's
+    stdout (descriptor 1) land on stderr, where the known calibrator line is dropped as noise."""
+    from converters.cli_common import stdout_to_stderr
+
+    with library_noise(0):
+        with stdout_to_stderr():
+            os.write(1, b"fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, "
+                        b"output_inference_type: FLOAT32\n")
+            os.write(1, b"a C library line\n")
+            print("an onnx2tf line")
+        print('[{"bundle": "x"}]')
+    out, err = capfd.readouterr()
+    assert out == '[{"bundle": "x"}]\n'
+    assert "a C library line" in err and "an onnx2tf line" in err and "fully_quantize" not in err
