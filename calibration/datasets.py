@@ -7,7 +7,6 @@ exactly what the device will feed the model.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ from calibration.readers import (
 
 
 def _progress(items, desc: str, total: int | None = None):
-    from tqdm import tqdm
+    from edge_pose.progress import progress
 
-    return tqdm(items, desc=desc, total=total, unit="img", file=sys.stderr, leave=False, dynamic_ncols=True)
+    return progress(items, desc, total, unit="img")
 
 
 class _Collector:

@@ -5,7 +5,6 @@ became int8 or NHWC is fed exactly what the device will feed it.
 """
 from __future__ import annotations
 
-import sys
 from typing import Callable
 
 import numpy as np
@@ -24,11 +23,10 @@ def model_inputs(crops: CropSet | np.ndarray, input_spec) -> np.ndarray:
 def heatmaps_on(run: Callable[[np.ndarray], np.ndarray], input_spec, crops: CropSet, batch: int = 1,
                 desc: str | None = None) -> np.ndarray:
     """Heatmaps (N, K, H, W) float32 of `run` over every crop, `batch` crops at a time (bundles are batch 1)."""
-    from tqdm import tqdm
+    from edge_pose.progress import progress
 
     inputs = model_inputs(crops, input_spec)
     starts = range(0, len(inputs), batch)
     outs = [np.asarray(run(inputs[i:i + batch]), dtype=np.float32)
-            for i in tqdm(starts, desc=desc or "inference", unit="batch", file=sys.stderr, leave=False,
-                          disable=desc is None)]
+            for i in (starts if desc is None else progress(starts, desc, unit="batch"))]
     return np.concatenate(outs, axis=0)

@@ -8,18 +8,23 @@ Examples:
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 
-from converters.cli_common import convert_tool_errors, quiet_tensorflow
+from converters.cli_common import add_verbose_argument, convert_tool_errors, library_noise, stdout_to_stderr
 
 HELP = "convert a model into TFLite/OpenVINO bundles (calibrated, fidelity-checked)"
+EPILOG = """exit status:
+  0  every bundle written (a degraded one only with --allow-degraded, marked so)
+  1  it ran, but a target missed its fidelity thresholds (no bundle written for it): as edge-pose validate
+  2  bad input or a tool error (one line naming the file and what is wrong)"""
 
 
 def add_arguments(p) -> None:
     p.add_argument("source", help="zoo name (litehrnet-18, ...) or model file (.onnx, .pb, .keras, SavedModel dir)")
-    p.add_argument("--checkpoint", metavar="PTH", help="mmpose checkpoint for a zoo model (else seeded, untrained)")
+    p.add_argument("--checkpoint", metavar="PTH|coco",
+                   help="mmpose checkpoint for a zoo model, or 'coco': the official COCO one, downloaded once into "
+                        "~/.cache/edge-pose/checkpoints and verified (default: seeded, untrained)")
     p.add_argument("--device", metavar="PROFILE", help="build what this device profile runs best (e.g. rpi5)")
     from registry import FORMATS, PRECISIONS
 
@@ -58,10 +63,15 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for crop selection and untrained weights")
     p.add_argument("--json", action="store_true", help="print the fidelity figures as JSON on stdout")
     p.add_argument("--out", required=True, metavar="DIR", help="receives one bundle directory per target")
+    add_verbose_argument(p)
 
 
 def run(args) -> int:
-    quiet_tensorflow()
+    with library_noise(getattr(args, "verbose", 0)):
+        return _run(args)
+
+
+def _run(args) -> int:
     with convert_tool_errors():
         from calibration.fidelity import Thresholds, format_table
         from converters.convert import convert
@@ -74,7 +84,7 @@ def run(args) -> int:
                                 bf16_keypoint_error_px=args.max_bf16_keypoint_error, int8_oks_agreement=args.min_oks,
                                 int8_ap_drop=args.max_ap_drop)
         try:  # converters print to stdout (onnx2tf, NNCF): keep stdout for our table / JSON
-            with contextlib.redirect_stdout(sys.stderr):
+            with stdout_to_stderr():
                 done = convert(args.source, args.out, checkpoint=args.checkpoint, device=args.device,
                                formats=args.formats, precisions=args.precisions, calib=args.calib,
                                images=args.images, boxes=args.boxes, detector=args.detector,
@@ -85,7 +95,8 @@ def run(args) -> int:
             rows = [{"bundle": a.mitigation.label, **(a.figures or {}), "passed": a.passed}
                     for a in exc.outcome.attempts]
             print(format_table(rows), file=sys.stderr)
-            raise
+            print(f"edge-pose convert: {exc}", file=sys.stderr)
+            return 1
     rows = [c.row for c in done]
     if args.json:
         print(json.dumps([{**c.row, "path": str(c.bundle.path), "mitigation": c.outcome.chosen.mitigation.label,

@@ -1,5 +1,9 @@
-"""The main job end to end on the embedded default (Lite-HRNet-18, seeded weights): zoo, convert, explain,
-bench, report, predict. Each step is printed as the command a user would type, then run.
+"""The main job end to end on the embedded default (Lite-HRNet-18): zoo, convert, explain, bench, report, predict.
+Each step is printed as the command a user would type, then run.
+
+The model gets mmpose's official COCO checkpoint when it can be downloaded (once, into the cache; see
+`--checkpoint coco`); otherwise seeded untrained weights, and the demo says so in one line: an untrained model
+finds no joints, so the drawn pictures show no skeleton on anyone.
 
 Calibration and evaluation use real COCO crops when ../shared/data/coco-mini (or $EDGE_POSE_DEMO_DATA) is present;
 otherwise generated stick-figure frames, and the demo says so (numbers from those mean little).
@@ -8,8 +12,12 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
+
+from converters.cli_common import add_verbose_argument, library_noise
+from edge_pose.errors import EdgePoseError
 
 HELP = "run the main job on the embedded default: zoo, convert, explain, bench, report, predict"
 MODEL = "litehrnet-18"
@@ -21,6 +29,28 @@ def add_arguments(p) -> None:
     p.add_argument("--data", help="COCO keypoint JSON or image folder for calibration (default: coco-mini, else "
                                   "generated frames)")
     p.add_argument("--runs", type=int, default=30, help="timed inferences per bundle in the bench step")
+    p.add_argument("--seeded", action="store_true", help="use seeded untrained weights (no download)")
+    add_verbose_argument(p)
+
+
+def official_checkpoint(model: str) -> str | None:
+    """The cached official checkpoint's path, or None (after saying in one line why and what that means)."""
+    from converters.zoo_checkpoints import fetch
+
+    try:
+        path, _, _ = fetch(model, _default_size(model), log=lambda line: print(line, file=sys.stderr, flush=True))
+    except EdgePoseError as exc:
+        print(f"demo: no official checkpoint ({exc}). Falling back to seeded untrained weights: conversion, "
+              f"bench and report work as usual, but the model finds no joints, so the drawn pictures show no "
+              f"skeleton on anyone.", flush=True)
+        return None
+    return str(path)
+
+
+def _default_size(model: str) -> tuple[int, int]:
+    from converters.zoo import get_entry
+
+    return get_entry(model).default_input_size
 
 
 def _coco_mini() -> Path | None:
@@ -55,16 +85,22 @@ def synthetic_frames(out: Path, count: int = 24, size: tuple[int, int] = (480, 6
     return out
 
 
-def _step(argv: list[str]) -> None:
+def _step(argv: list[str], verbose: int = 0) -> None:
     from edge_pose.cli.main import main
 
     print(f"\n$ edge-pose {' '.join(shlex.quote(a) for a in argv)}", flush=True)
-    code = main(argv)
+    code = main(["-v"] * verbose + argv)
     if code:
         raise SystemExit(code)
 
 
 def run(args) -> int:
+    verbose = getattr(args, "verbose", 0)
+    with library_noise(verbose):
+        return _run(args, verbose)
+
+
+def _run(args, verbose: int) -> int:
     out = Path(args.out)
     bundles = out / "bundles"
     coco = None if args.data else _coco_mini()
@@ -78,16 +114,22 @@ def run(args) -> int:
         frames = synthetic_frames(out / "frames")
         calib, image = ["--calib", str(frames)], frames / "frame000.jpg"
         print(f"demo data: no COCO images found; generated {frames} (set EDGE_POSE_DEMO_DATA to real data)")
-    _step(["models"])
-    _step(["convert", args.model, "--format", "tflite", "--format", "openvino", "--precision", "fp32",
-           "--precision", "int8", *calib, "--calib-size", "48", "--allow-degraded", "--out", str(bundles)])
-    _step(["explain", str(bundles)])
-    _step(["bench", str(bundles), "--runs", str(args.runs), "--json", str(out / "bench.json")])
-    _step(["bench", "report", str(out / "bench.json"), "--out", str(out / "report")])
+    checkpoint = None if args.seeded else official_checkpoint(args.model)
+    weights = ["--checkpoint", checkpoint] if checkpoint else []
+    _step(["models"], verbose)
+    _step(["convert", args.model, *weights, "--format", "tflite", "--format", "openvino", "--precision", "fp32",
+           "--precision", "int8", *calib, "--calib-size", "48", "--allow-degraded", "--out", str(bundles)], verbose)
+    _step(["explain", str(bundles)], verbose)
+    _step(["bench", str(bundles), "--runs", str(args.runs), "--json", str(out / "bench.json")], verbose)
+    _step(["bench", "report", str(out / "bench.json"), "--out", str(out / "report")], verbose)
     if image is None:
         image = next(p for p in sorted(Path(args.data).parent.rglob("*.jp*g")))
-    _step(["predict", str(bundles), str(image), "--out", str(out / "predict")])
-    print(f"\ndemo done: bundles in {bundles}, bench report in {out / 'report'}, drawn poses in {out / 'predict'}.\n"
-          f"The model has seeded (untrained) weights: its poses are noise; convert a checkpoint with "
-          f"`edge-pose convert {args.model} --checkpoint PTH ...` for real ones.")
+    photo = out / f"photo{Path(image).suffix.lower()}"  # the README's Python example reads this one
+    shutil.copyfile(image, photo)
+    _step(["predict", str(bundles), str(photo), "--out", str(out / "predict")], verbose)
+    print(f"\ndemo done: bundles in {bundles}, bench report in {out / 'report'}, drawn poses in {out / 'predict'}.")
+    if not checkpoint:
+        print(f"The model has seeded (untrained) weights: no skeletons in the pictures. For real poses: "
+              f"`edge-pose convert {args.model} --checkpoint coco ...` (downloads mmpose's official one) or "
+              f"`--checkpoint PTH` with a file you have.")
     return 0

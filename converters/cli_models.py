@@ -1,7 +1,8 @@
 """List the model zoo: name, input size, parameters, MACs, keypoints and the checkpoint layouts each model reads.
 
 Parameters and MACs come from building each model (no weights are loaded); the figures are cached per version of
-the model code in $EDGE_POSE_CACHE (default ~/.cache/edge-pose), so later calls print at once.
+the model code in $EDGE_POSE_CACHE_DIR (or $EDGE_POSE_CACHE; default ~/.cache/edge-pose), so later calls print at
+once. `edge-pose convert NAME --checkpoint coco` fetches a model's official mmpose COCO checkpoint.
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def _cache_file() -> Path:
     digest = hashlib.sha256(version("keras").encode())
     for path in sorted(root.glob("models/*.py")) + [root / "zoo.py", root / "macs.py"]:
         digest.update(path.name.encode() + path.read_bytes())
-    base = Path(os.environ.get("EDGE_POSE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    chosen = os.environ.get("EDGE_POSE_CACHE_DIR") or os.environ.get("EDGE_POSE_CACHE")
+    base = Path(chosen or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                 / "edge-pose")
     return base / f"zoo-stats-{digest.hexdigest()[:16]}.json"
 
@@ -111,7 +113,13 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from converters.cli_common import library_noise
+
+    with library_noise(getattr(args, "verbose", 0)):
+        return _run(args)
+
+
+def _run(args) -> int:
     missing = [m for m in ("keras", "tensorflow") if importlib.util.find_spec(m) is None]
     if missing:
         raise EdgePoseError(f"edge-pose models needs {' and '.join(missing)}, which is not installed; "

@@ -4,13 +4,16 @@ precision, 1 when it misses them, 2 on bad input. Use crops that were not used t
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 
-from converters.cli_common import convert_tool_errors, quiet_tensorflow
+from converters.cli_common import add_verbose_argument, convert_tool_errors, library_noise, stdout_to_stderr
 
 HELP = "measure a bundle's fidelity against its source (or another bundle) on real crops"
+EPILOG = """exit status:
+  0  the bundle meets the thresholds for its precision
+  1  it ran, but the bundle missed them (the lines starting 'missed:' say which): as edge-pose convert
+  2  bad input or a tool error (one line naming the file and what is wrong)"""
 
 
 def add_arguments(p) -> None:
@@ -22,10 +25,12 @@ def add_arguments(p) -> None:
     p.add_argument("--boxes", metavar="DETS", help="COCO detection results for the DATA JSON (default: GT boxes)")
     p.add_argument("--size", type=int, metavar="N", help="at most N crops (seeded choice)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint", metavar="PTH", help="checkpoint of a zoo-model reference")
+    p.add_argument("--checkpoint", metavar="PTH|coco",
+                   help="checkpoint of a zoo-model reference ('coco': the official one, as for convert)")
     p.add_argument("--output", metavar="NAME", help="the reference model's heatmap output, if it has several")
     p.add_argument("--layout", choices=["NCHW", "NHWC"], help="the reference model's input layout, if unclear")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add_verbose_argument(p)
 
 
 def _reference_heatmaps(args, manifest, crops):
@@ -47,7 +52,11 @@ def _reference_heatmaps(args, manifest, crops):
 
 
 def run(args) -> int:
-    quiet_tensorflow()
+    with library_noise(getattr(args, "verbose", 0)):
+        return _run(args)
+
+
+def _run(args) -> int:
     with convert_tool_errors():
         from calibration.datasets import load_crops
         from calibration.fidelity import Thresholds, compare, format_table
@@ -60,7 +69,7 @@ def run(args) -> int:
         if args.size:
             crops = crops.sample(args.size, args.seed)
         crops.warn_if_small("evaluation")
-        with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the table / JSON
+        with stdout_to_stderr():  # keep stdout for the table / JSON
             candidate, _ = candidate_heatmaps(bundle.path, crops)
             reference, what = _reference_heatmaps(args, m, crops)
         if reference.shape != candidate.shape:

@@ -74,7 +74,7 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("litehrnet-30", "litehrnet", _litehrnet(30), _SIZES, 4, 32,
              ("td-hm_litehrnet-30_8xb64-210e_coco-256x192", "td-hm_litehrnet-30_8xb32-210e_coco-384x288")),
     ZooEntry("simplebaseline-r50", "simplebaseline", _simplebaseline(50), _SIZES, 4, 32,
-             ("td-hm_res50_8xb64-210e_coco-256x192", "td-hm_res50_8xb32-210e_coco-384x288")),
+             ("td-hm_res50_8xb64-210e_coco-256x192", "td-hm_res50_8xb64-210e_coco-384x288")),
     ZooEntry("simplebaseline-r101", "simplebaseline", _simplebaseline(101), _SIZES, 4, 32,
              ("td-hm_res101_8xb64-210e_coco-256x192", "td-hm_res101_8xb32-210e_coco-384x288")),
     ZooEntry("simplebaseline-r152", "simplebaseline", _simplebaseline(152), _SIZES, 4, 32,

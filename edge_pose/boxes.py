@@ -89,6 +89,11 @@ class CocoBoxes:
             if score >= self.score_threshold and w >= min_size and h >= min_size:
                 self.by_image.setdefault(image_id, []).append([x, y, w, h, score])
 
+    def use_images_of(self, other: "CocoBoxes") -> None:
+        """Match images through `other`'s images table (file name -> id) too: a detections list has no table of its
+        own, and the ground truth it was made for names its images freely ('003799.jpg' may be id 1)."""
+        self.ids_by_name = {**other.ids_by_name, **self.ids_by_name}
+
     def image_id(self, image_name: str | None) -> int | None:
         if image_name and Path(image_name).name in self.ids_by_name:
             return self.ids_by_name[Path(image_name).name]

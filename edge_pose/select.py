@@ -12,7 +12,6 @@ Bundles the guard kept as degraded are skipped unless allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,6 @@ from edge_pose.backends.imports import one_line
 from edge_pose.backends.tensors import DTYPES, input_shape
 from edge_pose.bundle import Bundle, BundleError, resolve_bundles
 from edge_pose.errors import EdgePoseError
-from registry import BACKENDS as BACKEND_ENTRIES
 from registry import normalise_accelerator
 
 CHOSEN, SKIPPED, FAILED, STANDBY = "chosen", "skipped", "failed", "standby"

@@ -130,13 +130,16 @@ def test_missed_threshold_fails_without_bundle_unless_allow_degraded(tmp_path):
     argv = ["convert", str(shared(*SIMPLEBASELINE_ONNX)), *FACTS, "--format", "openvino", "--precision", "fp32",
             "--eval", str(mini / "test_coco.json"), "--max-rel-diff", "1e-12", "--out", str(tmp_path / "out")]
     rc, _, stderr = _cli(argv)
-    assert rc == 2 and "misses the fidelity thresholds" in stderr and "--allow-degraded" in stderr
+    assert rc == 1 and "misses the fidelity thresholds" in stderr and "--allow-degraded" in stderr  # as validate
     assert not (tmp_path / "out").exists() or not any(is_bundle(p) for p in (tmp_path / "out").iterdir())
     rc, stdout, _ = _cli(argv + ["--allow-degraded", "--json"])
     row = json.loads(stdout)[0]
     assert rc == 0 and row["degraded"] and not row["passed"]
     m = load_bundle(row["path"]).manifest
     assert m.fidelity["degraded"] and not m.fidelity["passed"] and m.provenance["calibration"] is None
+    rc, stdout, _ = _cli(["validate", row["path"], "--reference", str(shared(*SIMPLEBASELINE_ONNX)),
+                          "--data", str(mini / "test_coco.json")])  # the manifest's 1e-12 bar: missed again
+    assert rc == 1 and "missed: " in stdout  # the same status as convert's miss
 
 
 def test_bench_record_ranks_the_int8_twins_by_measured_p50(converted, tmp_path):

@@ -164,3 +164,59 @@ def test_cli_predict_folder_skips_an_unreadable_image_with_one_line(simplebaseli
     assert results and {r["image_id"] for r in results} == {40083}
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["frames"] == 1 and summary["pck@0.2"]["people"] >= 1 and summary["pck@0.2"]["value"] > 0.5
+
+
+def _renamed_coco_mini(root):
+    """coco-mini as a user's own dataset: files named 001799.jpg.. (digits that are not the ids), ids 1..N in the
+    GT's images table, detections by those ids."""
+    import shutil
+
+    gt = json.loads((coco_mini() / "test_coco.json").read_text())
+    dets = json.loads((coco_mini() / "test_coco_det_AP_H_56.json").read_text())
+    images = root / "images"
+    images.mkdir()
+    new_id = {}
+    for i, img in enumerate(gt["images"], 1):
+        name = f"{1000 * i + 799:06d}.jpg"
+        shutil.copyfile(coco_mini() / img["file_name"], images / name)
+        new_id[img["id"]] = i
+        img.update(id=i, file_name=name)
+    for a in gt["annotations"]:
+        a["image_id"] = new_id[a["image_id"]]
+    for d in dets:
+        d["image_id"] = new_id[d["image_id"]]
+    (root / "gt.json").write_text(json.dumps(gt))
+    (root / "dets.json").write_text(json.dumps(dets))
+    return images, root / "gt.json", root / "dets.json", new_id
+
+
+def test_cli_predict_matches_detections_through_the_gt_images_table(simplebaseline_ov_bundle, tmp_path):
+    images, gt, dets, new_id = _renamed_coco_mini(tmp_path)
+    res = _cli(simplebaseline_ov_bundle.path, images, "--boxes", dets, "--gt", gt, "--score-threshold", "0.5",
+               "--no-draw", "--out", tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    assert "warning" not in res.stderr
+    results = json.loads((tmp_path / "out" / "keypoints.json").read_text())
+    ref = _cli(simplebaseline_ov_bundle.path, coco_mini(), "--boxes", coco_mini() / "test_coco_det_AP_H_56.json",
+               "--gt", coco_mini() / "test_coco.json", "--score-threshold", "0.5", "--no-draw",
+               "--out", tmp_path / "ref")
+    expected = json.loads((tmp_path / "ref" / "keypoints.json").read_text())
+    assert len(results) == len(expected) > 4
+    assert sorted(r["image_id"] for r in results) == sorted(new_id[r["image_id"]] for r in expected)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["pck@0.2"]["people"] >= 10 and summary["pck@0.2"]["value"] > 0.8
+
+
+def test_cli_predict_warns_once_when_no_box_matches_an_image(simplebaseline_ov_bundle, tmp_path):
+    images, _, dets, _ = _renamed_coco_mini(tmp_path)
+    res = _cli(simplebaseline_ov_bundle.path, images, "--boxes", dets, "--no-draw", "--out", tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    warnings = [ln for ln in res.stderr.splitlines() if "warning" in ln]
+    assert len(warnings) == 1 and str(dets) in warnings[0] and "--gt" in warnings[0]
+    assert json.loads((tmp_path / "out" / "keypoints.json").read_text()) == []
+
+
+def test_cli_predict_refuses_non_positive_padding(cpm_bundle, tmp_path):
+    res = _cli(cpm_bundle.path, coco_mini() / "000000000785.jpg", "--padding", "-1", "--out", tmp_path)
+    assert res.returncode == 2 and "--padding -1: must be a positive number" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 from converters.errors import SourceError
 from converters.sources.base import KINDS, Source
 from converters.sources.facts import Facts
+from converters.zoo_checkpoints import OFFICIAL
 
 __all__ = ["KINDS", "Source", "SourceError", "load_source"]
 
@@ -22,12 +23,25 @@ def _zoo_names() -> list[str]:
     return list(ZOO)
 
 
+def _official_checkpoint(name: str, facts: Facts):
+    """The verified cached copy of the official COCO checkpoint of zoo model `name` at the requested size."""
+    import sys
+
+    from converters.zoo import get_entry
+    from converters.zoo_checkpoints import fetch
+
+    size = facts.input_size or get_entry(name).default_input_size
+    path, official, _ = fetch(name, size, log=lambda line: print(line, file=sys.stderr, flush=True))
+    return path, official
+
+
 def load_source(path_or_zoo_name, checkpoint=None, input_size=None, layout=None, color=None, mean=None, std=None,
                 keypoints=None, output=None, seed=0) -> Source:
     """A Source from a zoo name or a model file (.onnx, .pb, .keras, or a SavedModel directory).
 
     input_size is (H, W) or "H,W"; mean/std are three numbers in 0..255 units in the model's colour order;
-    keypoints is coco17, aic14, a JSON file or a KeypointSpec; output names the heatmap tensor.
+    keypoints is coco17, aic14, a JSON file or a KeypointSpec; output names the heatmap tensor. For a zoo model,
+    checkpoint is an mmpose .pth, "coco" (the official COCO checkpoint, downloaded once and verified) or None (seeded).
     """
     facts = Facts.parse(input_size, layout, color, mean, std, keypoints, output)
     name = str(path_or_zoo_name)
@@ -38,9 +52,16 @@ def load_source(path_or_zoo_name, checkpoint=None, input_size=None, layout=None,
             from converters.sources.keras_source import load_zoo
 
             ckpt = Path(checkpoint) if checkpoint else None
+            official = None
+            if ckpt is not None and str(checkpoint) == OFFICIAL and not ckpt.is_file():
+                ckpt, official = _official_checkpoint(name, facts)
             if ckpt is not None and not ckpt.is_file():
-                raise SourceError(f"{ckpt}: checkpoint file not found")
-            return load_zoo(name, facts, ckpt, seed)
+                raise SourceError(f"{ckpt}: checkpoint file not found (or pass --checkpoint {OFFICIAL} for the "
+                                  f"official mmpose COCO checkpoint)")
+            source = load_zoo(name, facts, ckpt, seed)
+            if official is not None:
+                source.checkpoint_url = official.url
+            return source
         raise SourceError(f"{name}: no such model file, and not a zoo model ({', '.join(zoo) or 'zoo unavailable'})")
     if checkpoint is not None:
         raise SourceError(f"{name}: --checkpoint applies to zoo models only; the model file carries its weights")

@@ -51,6 +51,7 @@ class Source:
         self.untrained = untrained
         self.family = family
         self.checkpoint = checkpoint
+        self.checkpoint_url: str | None = None  # where an official checkpoint was downloaded from
         self.decode = decode or DecodeSpec()
         self.fixed_batch = fixed_batch  # the model's own batch size when it is fixed (run() splits bigger batches)
         self._workdir: Path | None = None
@@ -81,6 +82,7 @@ class Source:
     def provenance(self) -> dict[str, Any]:
         return {"source": str(self.path) if self.path else self.model_name, "source_kind": self.kind,
                 "source_sha256": self.sha256, "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+                **({"checkpoint_url": self.checkpoint_url} if self.checkpoint_url else {}),
                 "untrained": self.untrained}
 
     def __repr__(self) -> str:

@@ -5,6 +5,7 @@ keypoints). Anything missing is reported in ONE line that lists every flag neede
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -28,12 +29,29 @@ def _triple(value: Any, what: str) -> tuple[float, float, float] | None:
     try:
         vals = [float(v) for v in value]
     except (TypeError, ValueError):
-        raise SourceError(f"{what} {value!r} is not three numbers R,G,B") from None
+        raise SourceError(f"--{what} {value!r} is not three numbers R,G,B") from None
     if len(vals) == 1:
         vals = vals * 3
     if len(vals) != 3:
-        raise SourceError(f"{what} {value!r} is not three numbers R,G,B")
+        raise SourceError(f"--{what} {value!r} is not three numbers R,G,B")
+    if not all(math.isfinite(v) for v in vals):
+        raise SourceError(f"--{what} {_show(vals)}: every value must be a finite number")
     return (vals[0], vals[1], vals[2])
+
+
+def _show(vals) -> str:
+    return ",".join(f"{v:g}" for v in vals)
+
+
+def _check_units(what: str, vals: tuple[float, float, float] | None) -> None:
+    """mean/std are in 0..255 units (what the runtime subtracts from uint8 pixels). Values all within 0..1 that are
+    not just 0s and 1s (e.g. ImageNet's 0.485 or 0.229) are 0..1 units: refused with the converted values.
+    0 and 1 stay valid: mean 0, std 1 is a model fed raw 0..255 pixels."""
+    if vals is None or not all(0.0 <= v <= 1.0 for v in vals) or all(v in (0.0, 1.0) for v in vals):
+        return
+    scaled = ",".join(f"{v * 255:.6g}" for v in vals)
+    raise SourceError(f"--{what} {_show(vals)} looks like 0..1 units; edge-pose takes mean and std in 0..255 "
+                      f"units (of uint8 pixels): multiply by 255: --{what} {scaled}")
 
 
 def _size(value: Any) -> tuple[int, int] | None:
@@ -74,13 +92,16 @@ class Facts:
                 raise SourceError(f"colour order {color!r} is not rgb or bgr")
         std_t = _triple(std, "std")
         if std_t is not None and min(std_t) <= 0:
-            raise SourceError(f"std {std!r} must be positive")
+            raise SourceError(f"--std {_show(std_t)}: every value must be positive (it divides the pixels)")
+        mean_t = _triple(mean, "mean")
+        _check_units("mean", mean_t)
+        _check_units("std", std_t)
         if keypoints is not None and not isinstance(keypoints, KeypointSpec):
             try:
                 keypoints = keypoint_spec(str(keypoints))
             except BundleError as exc:
                 raise SourceError(str(exc)) from None
-        return cls(_size(input_size), layout, color, _triple(mean, "mean"), std_t, keypoints,
+        return cls(_size(input_size), layout, color, mean_t, std_t, keypoints,
                    str(output).split(":")[0] if output else None)
 
 

@@ -32,13 +32,17 @@ def add_arguments(p) -> None:
 
 
 def _progress(label: str):
-    tty = sys.stderr.isatty()
+    """run_interleaved's show(i, n) callback on the one progress helper (a bar on a terminal, lines otherwise)."""
+    from edge_pose.progress import bar
+
+    shown = {}
 
     def show(i: int, n: int) -> None:
-        if tty or i == n or i % max(1, n // 4) == 0:
-            bar = "#" * int(30 * i / n)
-            end = "\n" if (i == n or not tty) else ""
-            print(f"\r{label} [{bar:<30}] {i}/{n}", end=end, file=sys.stderr, flush=True)
+        if "bar" not in shown:
+            shown["bar"] = bar(label, n, unit="run")
+        shown["bar"].update(i - shown["bar"].n)
+        if i == n:
+            shown["bar"].close()
     return show
 
 
@@ -129,18 +133,22 @@ def _device(name: str) -> dict:
 
 def _print_table(doc: dict) -> None:
     from edge_pose.bench.report import in_use
+    from edge_pose.cli.table import format_table
 
-    print(f"{'variant':<40} {'runtime':<28} {'load s':>7} {'first ms':>9} {'p50 ms':>8} {'p90 ms':>8} "
-          f"{'p99 ms':>8} {'std':>6} {'FPS':>7}")
+    cells = []
     for r in doc["results"]:
         if "error" in r:
-            print(f"{r['label']:<40} not measured: {r['error']}")
             continue
-        where = f"{r['runtime'].get('backend', '?')}/{in_use(r['runtime'])}"
         lat = r["latency"]
-        print(f"{r['label']:<40} {where:<28} {r['load_s']:>7.2f} {r['first_inference_ms']:>9.1f} "
-              f"{lat['p50_ms']:>8.2f} {lat['p90_ms']:>8.2f} {lat['p99_ms']:>8.2f} {lat['std_ms']:>6.2f} "
-              f"{lat['throughput_per_s']:>7.1f}")
+        cells.append([r["label"], f"{r['runtime'].get('backend', '?')}/{in_use(r['runtime'])}", f"{r['load_s']:.2f}",
+                      f"{r['first_inference_ms']:.1f}", f"{lat['p50_ms']:.2f}", f"{lat['p90_ms']:.2f}",
+                      f"{lat['p99_ms']:.2f}", f"{lat['std_ms']:.2f}", f"{lat['throughput_per_s']:.1f}"])
+    if cells:
+        print(format_table(["variant", "runtime", "load s", "first ms", "p50 ms", "p90 ms", "p99 ms", "std", "FPS"],
+                           cells, right=range(2, 9)))
+    for r in doc["results"]:
+        if "error" in r:
+            print(f"{r['label']}: not measured: {r['error']}")
     for p in doc.get("pipeline") or []:
         stages = "  ".join(f"{k} {v:.2f}" for k, v in p["stage_p50_ms"].items())
         print(f"pipeline {p['label']}: {p['fps']:.1f} FPS end to end; p50 ms per stage: {stages}")

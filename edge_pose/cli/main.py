@@ -53,7 +53,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
             sub.add_parser(name, help=f"(unavailable: {mod.name} is not installed)")
             modules[name] = mod
             continue
-        p = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip())
+        p = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip(),
+                           epilog=getattr(mod, "EPILOG", None), formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         modules[name] = mod
     return parser, modules

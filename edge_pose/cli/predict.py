@@ -69,9 +69,13 @@ def run(args) -> int:
     reader = VideoReader(src) if kind == "video" else None
     first = read_image(src) if kind == "image" else None  # a bad input fails before the model loads
     total = 1 if kind == "image" else len(list_images(src)) if kind == "dir" else (reader.frames or None)
+    _check_padding(args.padding)
     gt = CocoBoxes(args.gt) if args.gt else None
     boxes = box_source(args.boxes, args.score_threshold) if args.boxes else (gt or box_source(None))
-    coco_ids = boxes if isinstance(boxes, CocoBoxes) else gt
+    if gt is not None and isinstance(boxes, CocoBoxes) and boxes is not gt:
+        boxes.use_images_of(gt)  # detections name images by the GT's ids, not by file-name digits
+    coco_ids = gt or (boxes if isinstance(boxes, CocoBoxes) else None)
+    boxed_frames = 0
     from edge_pose.cli import selection
 
     est = PoseEstimator(args.bundle, flip=args.flip, method=args.method, padding=args.padding,
@@ -88,7 +92,9 @@ def run(args) -> int:
         for name, index, image in _frames(src, kind, reader, first):
             image_id = coco_ids.image_id(name) if coco_ids is not None and kind != "video" else None
             image_id = index if image_id is None else image_id
-            people = est.predict(image, boxes.boxes(image, name))
+            frame_boxes = boxes.boxes(image, name)
+            boxed_frames += len(frame_boxes) > 0
+            people = est.predict(image, frame_boxes)
             for k in stages:
                 stages[k] += est.last_timings.get(k, 0.0)
             results += [_coco_result(p, image_id) for p in people]
@@ -108,6 +114,8 @@ def run(args) -> int:
             video.close()
     if frames == 0:
         raise MediaError(f"{src}: no readable images")
+    if isinstance(boxes, CocoBoxes) and boxed_frames == 0:
+        print(_no_box_matched(boxes, gt, src, frames), file=sys.stderr)
     jsonio.write(out / "keypoints.json", results)  # strict (never NaN/Infinity) and atomic
     summary = {"input": str(src), "bundle": str(est.bundle.path), "runs": est.describe(), "keypoints": names,
                "skeleton": [list(e) for e in skeleton], "frames": frames, "people": len(results),
@@ -128,6 +136,26 @@ def run(args) -> int:
     ms = summary["ms_per_frame"]
     print(line + f" ({ms['crop']:.1f} ms crop, {ms['infer']:.1f} ms infer, {ms['decode']:.1f} ms decode per frame)")
     return 0
+
+
+def _check_padding(padding) -> None:
+    import math
+
+    from edge_pose.errors import EdgePoseError
+
+    if padding is not None and not (math.isfinite(padding) and padding > 0):
+        raise EdgePoseError(f"--padding {padding:g}: must be a positive number (the box enlargement before the "
+                            f"crop, e.g. 1.25)")
+
+
+def _no_box_matched(boxes, gt, src: Path, frames: int) -> str:
+    """One warning line: a box file none of whose boxes lands on any input image (usually mismatched image ids)."""
+    ids = sorted(boxes.by_image)
+    held = f"boxes for image ids {ids[0]}..{ids[-1]}" if ids else "no person boxes at this --score-threshold"
+    how = f"file names through {gt.path.name}'s images table" if gt is not None and gt.ids_by_name else \
+        "the digits of the file names (pass the ground truth with --gt GT.json to match through its images table)"
+    return (f"edge-pose predict: warning: {boxes.path}: no box matched any of the {frames} images in {src} "
+            f"(it has {held}; images matched by {how})")
 
 
 def _coco_result(person, image_id: int) -> dict:
