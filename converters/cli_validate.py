@@ -5,7 +5,6 @@ precision, 1 when it misses them, 2 on bad input. Use crops that were not used t
 from __future__ import annotations
 
 import json
-import sys
 
 from converters.cli_common import add_verbose_argument, convert_tool_errors, library_noise, stdout_to_stderr
 
