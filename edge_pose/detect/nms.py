@@ -1,0 +1,138 @@
+"""Greedy non-maximum suppression without a Python loop over boxes.
+
+Greedy NMS (sort by score; keep a box unless a higher-scored KEPT box overlaps it by IoU > t) is the unique
+solution of keep[i] = not any(S[i, j] and keep[j]) where S[i, j] = "j ranks above i and IoU(i, j) > t": entry i
+depends only on entries ranked above it, so by induction on rank there is exactly one such vector. Iterating that
+equation from keep = all-true therefore reaches it, and a step that changes nothing proves it was reached. Each
+step is one matrix-vector product on the candidates' suppression matrix; the number of steps is the length of the
+longest suppression chain (box 1 suppresses 2, which would have suppressed 3, ...), a handful on real detections.
+
+A pathological chain could need as many steps as there are candidates, so steps are capped; past the cap the answer
+is finished by the greedy rule taken one KEPT box at a time (each step one vectorised row of S), which costs at most
+`max_out` steps, never one per candidate.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MAX_FIXED_POINT_STEPS = 24  # measured: real SSD/YOLO outputs converge in 2-6 steps
+
+
+def iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes [N, 4] (x1, y1, x2, y2 in any one frame; corners may come in either order).
+
+    Degenerate boxes (zero or negative area) have IoU 0 with everything, as TensorFlow's NMS treats them.
+    """
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    x1, x2 = np.minimum(b[:, 0], b[:, 2]), np.maximum(b[:, 0], b[:, 2])
+    y1, y2 = np.minimum(b[:, 1], b[:, 3]), np.maximum(b[:, 1], b[:, 3])
+    area = (x2 - x1) * (y2 - y1)
+    iw = np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :])
+    ih = np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :])
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+    union = area[:, None] + area[None, :] - inter
+    valid = (area[:, None] > 0) & (area[None, :] > 0) & (union > 0)
+    return np.where(valid, inter / np.where(valid, union, 1), 0).astype(np.float32)
+
+
+def suppression_matrix(boxes_sorted: np.ndarray, iou_threshold: float, labels_sorted=None) -> np.ndarray:
+    """S[i, j] = j ranks above i (j < i) and IoU > threshold (and, with labels, same label), as float32 0/1."""
+    s = iou_matrix(boxes_sorted) > np.float32(iou_threshold)
+    s &= np.tri(len(s), k=-1, dtype=bool)  # only higher-ranked boxes suppress
+    if labels_sorted is not None:
+        lab = np.asarray(labels_sorted).reshape(-1)
+        s &= lab[:, None] == lab[None, :]
+    return s.astype(np.float32)
+
+
+def _fixed_point(s: np.ndarray, max_steps: int) -> tuple[np.ndarray | None, int]:
+    keep = np.ones(len(s), dtype=np.float32)
+    for step in range(1, max_steps + 1):  # a loop over refinement steps, not over boxes
+        new = (s @ keep == 0).astype(np.float32)
+        if np.array_equal(new, keep):
+            return new.astype(bool), step
+        keep = new
+    return None, max_steps
+
+
+def _greedy_by_kept(s: np.ndarray, max_out: int) -> np.ndarray:
+    """The greedy rule one KEPT box at a time: take the best remaining box, drop every box it suppresses."""
+    n = len(s)
+    alive = np.ones(n, dtype=bool)
+    keep = np.zeros(n, dtype=bool)
+    start = 0
+    for _ in range(min(max_out, n)):  # at most max_out steps: one per box that is kept
+        rest = np.flatnonzero(alive[start:])
+        if rest.size == 0:
+            break
+        i = start + rest[0]
+        keep[i] = True
+        alive[i] = False
+        alive &= s[:, i] == 0
+        start = i + 1
+    return keep
+
+
+def nms(boxes, scores, iou_threshold: float, labels=None, max_out: int | None = None,
+        max_steps: int = MAX_FIXED_POINT_STEPS, stats: dict | None = None) -> np.ndarray:
+    """Indices (into the inputs) of the boxes greedy NMS keeps, best score first.
+
+    boxes [N, 4] x1, y1, x2, y2; scores [N]; labels [N] for class-aware NMS (boxes of different labels never
+    suppress each other), None for single-class. Ties in score keep input order (a stable sort). `max_out` caps
+    the number kept (greedy stopped after that many, as TensorFlow's max_output_size). `stats`, when given, receives
+    the number of fixed-point steps and whether the capped fallback ran.
+    """
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    n = len(scores)
+    limit = n if max_out is None else max(int(max_out), 0)
+    if n == 0 or limit == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(-scores, kind="stable")
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)[order]
+    lab = None if labels is None else np.asarray(labels).reshape(-1)[order]
+    s = suppression_matrix(boxes, iou_threshold, lab)
+    keep, steps = _fixed_point(s, max_steps)
+    fallback = keep is None
+    if fallback:
+        keep = _greedy_by_kept(s, limit)
+    if stats is not None:
+        stats.update(steps=steps, fallback=fallback, candidates=n)
+    return order[np.flatnonzero(keep)[:limit]]
+
+
+def reference_nms(boxes, scores, iou_threshold: float, labels=None, max_out: int | None = None) -> np.ndarray:
+    """Plain greedy NMS, one box at a time: the definition the vectorised version must equal (tests, benchmarks)."""
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    order = np.argsort(-scores, kind="stable")
+    kept: list[int] = []
+    limit = len(scores) if max_out is None else int(max_out)
+    for i in order:
+        if len(kept) >= limit:
+            break
+        ok = True
+        for j in kept:
+            if labels is not None and labels[i] != labels[j]:
+                continue
+            if _iou_one(boxes[i], boxes[j]) > np.float32(iou_threshold):
+                ok = False
+                break
+        if ok:
+            kept.append(int(i))
+    return np.asarray(kept, dtype=np.int64)
+
+
+def _iou_one(a: np.ndarray, b: np.ndarray) -> np.float32:
+    ax1, ax2 = min(a[0], a[2]), max(a[0], a[2])
+    ay1, ay2 = min(a[1], a[3]), max(a[1], a[3])
+    bx1, bx2 = min(b[0], b[2]), max(b[0], b[2])
+    by1, by2 = min(b[1], b[3]), max(b[1], b[3])
+    area_a = np.float32(ax2 - ax1) * np.float32(ay2 - ay1)
+    area_b = np.float32(bx2 - bx1) * np.float32(by2 - by1)
+    if area_a <= 0 or area_b <= 0:
+        return np.float32(0)
+    iw = max(np.float32(min(ax2, bx2) - max(ax1, bx1)), np.float32(0))
+    ih = max(np.float32(min(ay2, by2) - max(ay1, by1)), np.float32(0))
+    inter = np.float32(iw * ih)
+    union = np.float32(area_a + area_b - inter)
+    return np.float32(inter / union) if union > 0 else np.float32(0)
