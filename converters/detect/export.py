@@ -131,8 +131,40 @@ def read_openvino(cut: SsdCut):
     return model
 
 
-def export_openvino(cut: SsdCut, precision: str, out_dir, calib_inputs=None) -> ExportResult:
-    """Write model.xml/.bin for the cut graph: FP32, or INT8 by NNCF post-training quantisation on real frames."""
+_CONVS = ("Convolution", "GroupConvolution")
+
+
+def head_convs(model) -> list[str]:
+    """The box-predictor convs: convolutions from which an output is reached without passing another conv.
+
+    Found by structure, not by name (OpenVINO's TF frontend names fused convs from a per-process counter)."""
+    heads = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in _CONVS:
+            continue
+        todo, seen, reaches = [op], set(), False
+        while todo:
+            node = todo.pop()
+            for out in node.outputs():
+                for t in out.get_target_inputs():
+                    nxt = t.get_node()
+                    kind = nxt.get_type_name()
+                    if kind == "Result":
+                        reaches = True
+                    elif kind not in _CONVS and nxt.get_friendly_name() not in seen:
+                        seen.add(nxt.get_friendly_name())
+                        todo.append(nxt)
+        if reaches:
+            heads.append(op.get_friendly_name())
+    return heads
+
+
+def export_openvino(cut: SsdCut, precision: str, out_dir, calib_inputs=None, float_heads: bool = False,
+                    preset: str | None = None, ranges: str | None = None) -> ExportResult:
+    """Write model.xml/.bin for the cut graph: FP32, or INT8 by NNCF post-training quantisation on real frames.
+
+    float_heads keeps the box-predictor convs (box encodings and class logits) in float; preset/ranges are NNCF's
+    (see converters.export.nncf_quantize)."""
     import openvino as ov
 
     where = f"{cut.source or 'ssd'} -> OpenVINO {precision}"
@@ -151,9 +183,12 @@ def export_openvino(cut: SsdCut, precision: str, out_dir, calib_inputs=None) -> 
 
         calib = _check_calib(calib_inputs, cut, where)
         t = time.time()
-        model = quantize_int8(model, list(calib[:, None]))
+        heads = head_convs(model) if float_heads else []
+        scope = nncf.IgnoredScope(names=heads) if heads else None
+        model = quantize_int8(model, list(calib[:, None]), preset=preset, ranges=ranges, scope=scope)
         tools["nncf"] = nncf.__version__
-        notes.append(f"INT8 by NNCF post-training quantisation (performance preset), {len(calib)} calibration "
+        notes.append(f"INT8 by NNCF post-training quantisation ({preset or 'performance'} preset, "
+                     f"{ranges or 'default'} ranges, {len(heads)} head convs in float), {len(calib)} calibration "
                      f"frames, {time.time() - t:.1f} s")
     xml = out_dir / "model.xml"
     ov.save_model(model, str(xml), compress_to_fp16=False)
