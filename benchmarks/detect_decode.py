@@ -135,7 +135,6 @@ def main() -> int:
     # NMS alone on the largest candidate set, to separate it from decoding
     o, g = frames[0]
     spec = cut.spec()
-    det = Detector(None, spec)
     from edge_pose.detect.ssd import decode_boxes, scores_from_logits
 
     boxes = decode_boxes(o[0].reshape(-1, 4), spec["anchors"], spec["box_scale"])

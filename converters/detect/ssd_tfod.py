@@ -197,8 +197,7 @@ def cut_ssd(pb_path) -> SsdCut:
         new = cut.node.add()
         new.CopyFrom(n)
         for k, i in enumerate(new.input):
-            base, _, port = i.lstrip("^").partition(":")
-            if base == _PRE_OUT:
+            if i.lstrip("^").split(":")[0] == _PRE_OUT:
                 new.input[k] = ("^" if i.startswith("^") else "") + INPUT
     ph = cut.node.add()
     ph.name, ph.op = INPUT, "Placeholder"
