@@ -65,9 +65,17 @@ def _resize_tf_legacy(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     rows0, rows1 = np.take(img, y0, axis=0), np.take(img, y1, axis=0)
     tl, tr = np.take(rows0, x0, axis=1).astype(np.float32), np.take(rows0, x1, axis=1).astype(np.float32)
     bl, br = np.take(rows1, x0, axis=1).astype(np.float32), np.take(rows1, x1, axis=1).astype(np.float32)
-    t = tl + (tr - tl) * wx
-    b = bl + (br - bl) * wx
-    return t + (b - t) * wy
+    # in place, in TF's order: top = tl + (tr - tl) * wx, bottom likewise, out = top + (bottom - top) * wy
+    tr -= tl
+    tr *= wx
+    tr += tl
+    br -= bl
+    br *= wx
+    br += bl
+    br -= tr
+    br *= wy
+    br += tr
+    return br
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
