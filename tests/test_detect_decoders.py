@@ -282,8 +282,11 @@ def test_bad_specs_and_outputs_are_one_line():
         with pytest.raises(DetectSpecError, match=word) as e:
             Detector(None, dict(good, **bad))
         assert "\n" not in str(e.value)
-    with pytest.raises(DetectSpecError, match="anchors"):
-        Detector(None, dict(good, head="ssd", outputs=["a", "b"], anchors=np.zeros((5, 3))))
+    for anchors in (np.zeros((5, 3)), [[1, 2], [3]], "anchors.npy"):
+        with pytest.raises(DetectSpecError, match="anchors"):
+            Detector(None, dict(good, head="ssd", outputs=["a", "b"], anchors=anchors))
+    with pytest.raises(DetectSpecError, match="box_scale"):
+        Detector(None, dict(good, head="ssd", outputs=["a", "b"], anchors=np.ones((5, 4)), box_scale="10,10"))
     det = Detector(None, good)
     _, geom = det.prepare(frame())
     with pytest.raises(DetectOutputError, match=r"output 'output' has shape \[1, 10, 8\]"):

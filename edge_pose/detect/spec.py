@@ -80,6 +80,13 @@ class DetectSpec:
                 raise DetectSpecError(f"{where}: {key} {v} out of range [{lo}, {hi}]")
             return v
 
+        def numbers(key, default):
+            v = d.get(key, default)
+            try:
+                return tuple(float(x) for x in v)
+            except (TypeError, ValueError):
+                raise DetectSpecError(f"{where}: {key} must be a list of numbers, got {v!r}") from None
+
         def triple(key, default):
             v = d.get(key, default)
             try:
@@ -118,11 +125,14 @@ class DetectSpec:
             iou_threshold=number("iou_threshold", 0.5, lo=0, hi=1),
             max_detections=number("max_detections", 100, int, lo=1, hi=MAX_PRE_NMS),
             pre_nms_top_k=number("pre_nms_top_k", 1000, int, lo=1, hi=MAX_PRE_NMS),
-            box_scale=tuple(float(v) for v in d.get("box_scale", (10.0, 10.0, 5.0, 5.0))),
+            box_scale=numbers("box_scale", (10.0, 10.0, 5.0, 5.0)),
             score_conversion=choice("score_conversion", SCORE_CONVERSIONS, "sigmoid"),
             logit_scale=number("logit_scale", 1.0), decoded=bool(d.get("decoded", False)))
         if head == "ssd":
-            anchors = np.asarray(need("anchors"), dtype=np.float32)
+            try:
+                anchors = np.asarray(need("anchors"), dtype=np.float32)
+            except (TypeError, ValueError):
+                raise DetectSpecError(f"{where}: anchors must be a numeric [A, 4] array") from None
             if anchors.ndim != 2 or anchors.shape[1] != 4 or len(anchors) == 0 or not np.isfinite(anchors).all():
                 raise DetectSpecError(f"{where}: anchors must be a finite [A, 4] array (ycenter, xcenter, h, w), "
                                       f"got shape {list(anchors.shape)}")
