@@ -9,10 +9,10 @@ INFERENCE_PRECISION_HINT f32). For each: person box AP, AP50 and recall at IoU 0
 (pycocotools bbox), agreement with the original graph's boxes, and p50 latency per frame (whole detect: preprocess
 + inference + decode; inference alone beside it).
 
-The device runtimes are timed in a child process without TensorFlow, as on a device: measured here, a loaded
-TensorFlow in the same process slows OpenVINO INT8 from 4.0 to 11.8 ms (its thread pools compete), which would
-charge TF's presence to OpenVINO. Within each process the variants are interleaved round by round (each round, per
-variant: one untimed frame, then the 4 frames timed), so figures within a process are comparable.
+Each device runtime is timed in a child process of its own, without TensorFlow, as on a device: measured here, a
+loaded TensorFlow in the same process slows OpenVINO INT8 from 4.0 to 11.8 ms (their thread pools compete), which
+would charge TF's presence to OpenVINO. Within each process the variants are interleaved round by round (each
+round, per variant: one untimed frame, then the 4 frames timed), so fp32 and int8 of one runtime are comparable.
 """
 from __future__ import annotations
 
@@ -82,24 +82,26 @@ def measure(variants: dict, rounds: int) -> dict:
     return res
 
 
-def device_child(work: Path, threads: int, rounds: int) -> int:
-    """The converted models through LiteRT and OpenVINO, in a process that never imports TensorFlow."""
+def device_child(work: Path, runtime: str, threads: int, rounds: int) -> int:
+    """One runtime's fp32 and int8 models, in a process that never imports TensorFlow (nor the other runtime)."""
     from converters.detect.sessions import LiteRTSession, OpenVINOSession
     from edge_pose.detect.detector import Detector
 
     spec = json.loads((work / "spec.json").read_text())
     spec["anchors"] = np.load(work / "anchors.npy")
-    variants = {
-        "TFLite fp32": Detector(LiteRTSession(work / "ssd-fp32.tflite", OUTPUTS, threads), spec),
-        "TFLite int8": Detector(LiteRTSession(work / "ssd-int8.tflite", OUTPUTS, threads), spec),
-        "OpenVINO FP32": Detector(OpenVINOSession(work / "ov-fp32" / "model.xml", OUTPUTS, threads), spec),
-        "OpenVINO INT8": Detector(OpenVINOSession(work / "ov-int8" / "model.xml", OUTPUTS, threads), spec),
-    }
+    if runtime == "tflite":
+        variants = {
+            "TFLite fp32": Detector(LiteRTSession(work / "ssd-fp32.tflite", OUTPUTS, threads), spec),
+            "TFLite int8": Detector(LiteRTSession(work / "ssd-int8.tflite", OUTPUTS, threads), spec)}
+    else:
+        variants = {
+            "OpenVINO FP32": Detector(OpenVINOSession(work / "ov-fp32" / "model.xml", OUTPUTS, threads), spec),
+            "OpenVINO INT8": Detector(OpenVINOSession(work / "ov-int8" / "model.xml", OUTPUTS, threads), spec)}
     assert "tensorflow" not in sys.modules
     res = measure(variants, rounds)
     out = {n: {"dets": {str(i): b.tolist() for i, b in r["dets"].items()}, "total": r["total"], "infer": r["infer"]}
            for n, r in res.items()}
-    (work / "device.json").write_text(json.dumps(out))
+    (work / f"device-{runtime}.json").write_text(json.dumps(out))
     return 0
 
 
@@ -134,23 +136,24 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--score", type=float, default=0.05)
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "detect_ssd")
-    ap.add_argument("--device-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--device-child", choices=("tflite", "openvino"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.device_child:
-        return device_child(args.work, args.threads, args.rounds)
+        return device_child(args.work, args.device_child, args.threads, args.rounds)
     from calibration.detect_fidelity import box_agreement, load_gt, person_box_ap
 
     variants = build(args.work, args.threads, args.score)
     say("TF variants: evaluating and timing")
     res = measure(variants, args.rounds)
     del variants
-    say("device runtimes: evaluating and timing in a child process without TensorFlow")
-    subprocess.run([sys.executable, __file__, "--device-child", "--work", str(args.work), "--threads",
-                    str(args.threads), "--rounds", str(args.rounds)], check=True)
-    for name, r in json.loads((args.work / "device.json").read_text()).items():
-        res[name] = {"dets": {int(i): np.asarray(b, np.float32).reshape(-1, 5) for i, b in r["dets"].items()},
-                     "total": r["total"], "infer": r["infer"]}
+    for runtime in ("tflite", "openvino"):
+        say(f"{runtime}: evaluating and timing in a child process without TensorFlow")
+        subprocess.run([sys.executable, __file__, "--device-child", runtime, "--work", str(args.work), "--threads",
+                        str(args.threads), "--rounds", str(args.rounds)], check=True)
+        for name, r in json.loads((args.work / f"device-{runtime}.json").read_text()).items():
+            res[name] = {"dets": {int(i): np.asarray(b, np.float32).reshape(-1, 5) for i, b in r["dets"].items()},
+                         "total": r["total"], "infer": r["infer"]}
     gt = load_gt(COCO / "test_coco.json")
     ref = res["TF original graph"]["dets"]
     say(f"\nSSDLite MobileNetV2 person detector, coco-mini ({len(gt['images'])} images, "
@@ -172,7 +175,7 @@ def main() -> int:
             f"{float(np.median(r['infer'])):>7.1f}{ratio:>8.2f}")
     say("\nIoU vs TF / matched: the original graph's boxes with score >= 0.3, best IoU with this variant's (mean) "
         "and share matched at IoU >= 0.5. x fp32: the same format's float p50 over this one's (TF rows: the original "
-        "graph's), above 1 faster. TF rows and device rows come from two processes (see the docstring).")
+        "graph's), above 1 faster. TF, TFLite and OpenVINO rows come from three processes (see the docstring).")
     return 0
 
 

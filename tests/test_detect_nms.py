@@ -104,3 +104,14 @@ def test_chain_across_blocks_with_fallback():
     got = nms(boxes, scores, 0.5, block=64, max_steps=3, stats=stats)
     assert stats["fallback"] and stats["blocks"] == 4
     np.testing.assert_array_equal(got, reference_nms(boxes, scores, 0.5))
+
+
+def test_top_candidates_equal_a_full_stable_sort():
+    from edge_pose.detect.common import top_candidates
+
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 20, 3000).astype(np.float32) / 20  # int8-like plateaus: many ties at the cut
+    for k in (1, 7, 150, 2999, 5000):
+        want = np.argsort(-scores, kind="stable")
+        want = want[scores[want] > 0.1][:k]
+        np.testing.assert_array_equal(top_candidates(scores, 0.1, k), want)
