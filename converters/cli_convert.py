@@ -63,6 +63,11 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for crop selection and untrained weights")
     p.add_argument("--json", action="store_true", help="print the fidelity figures as JSON on stdout")
     p.add_argument("--out", required=True, metavar="DIR", help="receives one bundle directory per target")
+    from registry import TASKS
+
+    p.add_argument("--task", choices=tuple(TASKS), default="pose",
+                   help="pose (default) or detect: a person detector (TF Object Detection API SSD frozen graph) "
+                        "judged by person box AP on --calib's frames")
     add_verbose_argument(p)
 
 
@@ -71,7 +76,30 @@ def run(args) -> int:
         return _run(args)
 
 
+def _run_detect(args) -> int:
+    from converters.detect.convert import DetectThresholds, convert_detector
+
+    with convert_tool_errors():
+        with stdout_to_stderr():
+            done = convert_detector(args.source, args.out, formats=args.formats, precisions=args.precisions,
+                                    calib=args.calib, images=args.images, allow_degraded=args.allow_degraded,
+                                    thresholds=DetectThresholds(max_ap_drop=args.max_ap_drop),
+                                    log=lambda m: print(m, file=sys.stderr, flush=True))
+    rows = [{k: v for k, v in c.row.items() if not isinstance(v, dict)} for c in done]
+    if args.json:
+        print(json.dumps([{**r, "path": str(c.bundle.path)} for r, c in zip(rows, done)], indent=1, default=str))
+    else:
+        from edge_pose.cli.table import format_table
+
+        keys = ["bundle", "AP", "AP50", "recall50", "ap_source", "ap_drop", "passed"]
+        print(format_table(keys, [[r.get(k) if not isinstance(r.get(k), float) else f"{r[k]:.2f}" for k in keys]
+                                  for r in rows]))
+    return 0
+
+
 def _run(args) -> int:
+    if args.task == "detect":
+        return _run_detect(args)
     with convert_tool_errors():
         from calibration.fidelity import Thresholds, format_table
         from converters.convert import convert

@@ -96,8 +96,8 @@ class Manifest:
     model_file: str  # the file the runtime loads (model.tflite, model.xml or model.onnx)
     precision: str
     input: InputSpec
-    output: OutputSpec
-    keypoints: KeypointSpec
+    output: OutputSpec | None  # pose: the heatmap tensor (None for detect bundles)
+    keypoints: KeypointSpec | None  # pose only
     decode: DecodeSpec = field(default_factory=DecodeSpec)
     devices: list[str] = field(default_factory=list)  # profiles this bundle was built for
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
@@ -106,6 +106,7 @@ class Manifest:
     fidelity: dict[str, Any] = field(default_factory=dict)
     task: str = "pose"
     execution_precision: str = ""  # f32 | f16 | bf16: what the guard validated; "" -> the precision's default
+    detect: dict[str, Any] = field(default_factory=dict)  # detect: edge_pose.detect.spec keys; anchors by file
     schema: str = SCHEMA
 
     def __post_init__(self):
@@ -139,14 +140,15 @@ class Manifest:
             if inp.get("quantization"):
                 inp["quantization"] = Quantization(**inp["quantization"])
             inp["mean"], inp["std"] = tuple(inp.get("mean", InputSpec.mean)), tuple(inp.get("std", InputSpec.std))
-            out = dict(d.pop("output"))
+            out = dict(d.pop("output") or {})
             if out.get("quantization"):
                 out["quantization"] = Quantization(**out["quantization"])
-            kp = dict(d.pop("keypoints"))
+            kp = dict(d.pop("keypoints") or {})
             kp["skeleton"] = [tuple(e) for e in kp.get("skeleton", [])]
             kp["flip_pairs"] = [tuple(e) for e in kp.get("flip_pairs", [])]
-            m = cls(input=InputSpec(**inp), output=OutputSpec(**out), keypoints=KeypointSpec(**kp),
-                    decode=DecodeSpec(**d.pop("decode", {})), **d)
+            pose = d.get("task", "pose") == "pose"
+            m = cls(input=InputSpec(**inp), output=OutputSpec(**out) if pose else None,
+                    keypoints=KeypointSpec(**kp) if pose else None, decode=DecodeSpec(**d.pop("decode", {})), **d)
         except BundleError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -165,24 +167,19 @@ class Manifest:
             problems.append(f"precision {self.precision!r} not in {tuple(PRECISIONS)}")
         if self.execution_precision not in EXECUTION:
             problems.append(f"execution_precision {self.execution_precision!r} not in {EXECUTION}")
+        if self.task == "detect":
+            problems += self._detect_problems()
         for spec, what in ((self.input, "input"), (self.output, "output")):
+            if spec is None:
+                continue
             if spec.layout not in LAYOUTS:
                 problems.append(f"{what}.layout {spec.layout!r} not in {LAYOUTS}")
         if self.input.color not in ("rgb", "bgr"):
             problems.append(f"input.color {self.input.color!r} is not rgb or bgr")
         if self.input.height <= 0 or self.input.width <= 0:
             problems.append("input size must be positive")
-        if self.output.heatmap_height <= 0 or self.output.heatmap_width <= 0:
-            problems.append("heatmap size must be positive")
-        if self.decode.method not in DECODERS:
-            problems.append(f"decode.method {self.decode.method!r} not in {tuple(DECODERS)}")
-        k = len(self.keypoints.names)
-        if k == 0:
-            problems.append("no keypoint names")
-        if any(not (0 <= i < k) for e in self.keypoints.flip_pairs + self.keypoints.skeleton for i in e):
-            problems.append("a flip pair or skeleton edge names a keypoint index out of range")
-        if self.keypoints.sigmas and len(self.keypoints.sigmas) != k:
-            problems.append(f"{len(self.keypoints.sigmas)} OKS sigmas for {k} keypoints")
+        if self.task == "pose":
+            problems += self._pose_problems()
         if self.model_file not in self.files:
             problems.append(f"model_file {self.model_file!r} has no sha256 in files")
         for name in [*self.files, *self.blobs.values(), self.model_file]:
@@ -194,6 +191,42 @@ class Manifest:
             problems.append(f"blob {missing_blobs[0]!r} has no sha256 in files")
         if problems:
             raise BundleError(f"{where}: " + "; ".join(problems))
+
+
+    def _pose_problems(self) -> list[str]:
+        problems = []
+        if self.output is None or self.keypoints is None:
+            return ["a pose bundle needs output and keypoints"]
+        if self.output.heatmap_height <= 0 or self.output.heatmap_width <= 0:
+            problems.append("heatmap size must be positive")
+        if self.decode.method not in DECODERS:
+            problems.append(f"decode.method {self.decode.method!r} not in {tuple(DECODERS)}")
+        k = len(self.keypoints.names)
+        if k == 0:
+            problems.append("no keypoint names")
+        if any(not (0 <= i < k) for e in self.keypoints.flip_pairs + self.keypoints.skeleton for i in e):
+            problems.append("a flip pair or skeleton edge names a keypoint index out of range")
+        if self.keypoints.sigmas and len(self.keypoints.sigmas) != k:
+            problems.append(f"{len(self.keypoints.sigmas)} OKS sigmas for {k} keypoints")
+        return problems
+
+    def _detect_problems(self) -> list[str]:
+        """The detect section must make a valid detector spec (checked by the spec itself, without the anchors)."""
+        from edge_pose.detect.spec import DetectSpec, DetectSpecError
+
+        d = dict(self.detect)
+        anchors = d.pop("anchors_file", None)
+        if d.get("head") == "ssd" and anchors is None:
+            return ["detect: an ssd head needs anchors_file"]
+        if anchors is not None and anchors not in self.files:
+            return [f"detect.anchors_file {anchors!r} has no sha256 in files"]
+        if d.get("head") == "ssd":
+            d["anchors"] = [[0.5, 0.5, 1.0, 1.0]]  # the file's array is checked when the detector is built
+        try:
+            DetectSpec.from_dict(d, "detect")
+        except DetectSpecError as exc:
+            return [str(exc)]
+        return []
 
 
 def unsafe_name(name: str) -> str | None:

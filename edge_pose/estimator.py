@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -49,8 +50,25 @@ def _boxes_array(boxes, image_shape) -> np.ndarray:
     return arr
 
 
+def find_detector(bundle_or_dir):
+    """A directory of bundles that also holds a detect bundle: that directory (the detector's selector picks among
+    them), else None. A single pose bundle brings no detector."""
+    from edge_pose.bundle import resolve_bundles
+
+    path = Path(bundle_or_dir) if isinstance(bundle_or_dir, (str, Path)) else None
+    if path is None or not path.is_dir() or (path / "edge_pose.json").is_file():
+        return None
+    try:
+        return path if resolve_bundles(path, task="detect").bundles else None
+    except EdgePoseError:
+        return None
+
+
 class PoseEstimator:
-    """`PoseEstimator(bundle_or_dir, device="auto").predict(image_bgr, boxes=None) -> list[Person]`.
+    """`PoseEstimator(bundle_or_dir, device="auto", detector=...).predict(image_bgr, boxes=None) -> list[Person]`.
+
+    Person boxes: `boxes=` when given; else the detector's (a detect bundle or directory, a Detector, or "auto":
+    the detect bundle beside the pose bundles in `bundle_or_dir`, if any); else the whole frame.
 
     `bundle_or_dir` is a bundle or a directory of bundles (edge_pose.bundle.resolve_bundles). `flip`, `method` and
     `blur_kernel` default to the manifest's decode settings; other keyword arguments (backend, accelerator, threads,
@@ -58,10 +76,19 @@ class PoseEstimator:
     """
 
     def __init__(self, bundle_or_dir, device: str = "auto", flip: bool | None = None, method: str | None = None,
-                 blur_kernel: int | None = None, padding: float | None = None, **select_options):
+                 blur_kernel: int | None = None, padding: float | None = None, detector="auto", **select_options):
         from edge_pose.select import open_best
 
         self.loaded = open_best(bundle_or_dir, device=device, **select_options)
+        if isinstance(detector, str) and detector == "auto":
+            detector = find_detector(bundle_or_dir)
+        if isinstance(detector, (str, Path)):
+            from edge_pose.detect.bundle import open_detector
+
+            options = {k: v for k, v in select_options.items() if k in ("allow_degraded", "allow_precision",
+                                                                         "threads")}
+            detector = open_detector(detector, device=device, **options)
+        self.detector = detector
         self.bundle = self.loaded.bundle
         self.session = self.loaded.session
         m = self.bundle.manifest
@@ -79,8 +106,15 @@ class PoseEstimator:
         return self.last_timings
 
     def describe(self) -> dict:
-        return {"bundle": str(self.bundle.path), "chosen": self.loaded.chosen.label(), **self.session.describe(),
-                "decode": self.method, "flip_test": self.flip}
+        out = {"bundle": str(self.bundle.path), "chosen": self.loaded.chosen.label(), **self.session.describe(),
+               "decode": self.method, "flip_test": self.flip}
+        det = getattr(self.detector, "loaded", None)
+        if det is not None:
+            out["detector"] = {"bundle": str(det.bundle.path), "chosen": det.chosen.label(),
+                               **det.session.describe()}
+        elif self.detector is not None:
+            out["detector"] = type(self.detector).__name__
+        return out
 
     def heatmaps(self, crops_bgr: np.ndarray, timings: dict | None = None) -> np.ndarray:
         """uint8 BGR crops [N, h, w, 3] -> heatmaps (N, K, H, W), flip-test fused when enabled.
@@ -117,15 +151,21 @@ class PoseEstimator:
         return out
 
     def predict(self, image_bgr: np.ndarray, boxes=None) -> list[Person]:
-        """People in one image; `boxes` [N, 4|5] (x, y, w, h[, score]) in image px, None for the whole frame.
+        """People in one image; `boxes` [N, 4|5] (x, y, w, h[, score]) in image px; None: the detector's boxes,
+        or the whole frame without a detector.
 
-        last_timings (seconds): crop (boxes -> model-ready tensor), infer, decode (incl. back-projection), total.
+        last_timings (seconds): detect, crop (boxes -> model-ready tensor), infer, decode (incl. back-projection),
+        total.
         """
         t0 = time.perf_counter()
-        timings = self.last_timings = {"crop": 0.0, "infer": 0.0, "decode": 0.0, "people": 0}
+        timings = self.last_timings = {"detect": 0.0, "crop": 0.0, "infer": 0.0, "decode": 0.0, "people": 0}
+        if boxes is None and self.detector is not None:
+            boxes = self.detector.detect(image_bgr)
+            timings["detect"] = time.perf_counter() - t0
         arr = _boxes_array(boxes, getattr(image_bgr, "shape", (0, 0)))
+        t_crop = time.perf_counter()
         crops = crop_people(image_bgr, arr[:, :4], self.input_size, self.padding)
-        timings["crop"] = time.perf_counter() - t0
+        timings["crop"] = time.perf_counter() - t_crop
         people = []
         if len(arr):
             kp, scores = self._keypoints(crops.images, timings)

@@ -112,8 +112,10 @@ FIELDS = {
     "blobs": _dict(_str),
     "provenance": _dict(_any),
     "fidelity": _dict(_any),
+    "detect": _dict(_any),  # its values are checked by edge_pose.detect.spec, which knows them
 }
-REQUIRED = ("model", "format", "model_file", "precision", "input", "output", "keypoints")
+REQUIRED = {"pose": ("model", "format", "model_file", "precision", "input", "output", "keypoints"),
+            "detect": ("model", "format", "model_file", "precision", "input", "detect")}
 
 
 def _depth(v: Any, limit: int) -> bool:
@@ -134,11 +136,11 @@ def check_types(data: dict[str, Any]) -> str | None:
     """The first problem with the manifest's types or ranges, as "key: what is wrong", or None."""
     if _depth(data, MAX_DEPTH):
         return f"nested deeper than {MAX_DEPTH} levels"
-    for k in REQUIRED:
+    for k in REQUIRED.get(data.get("task", "pose"), REQUIRED["pose"]):
         if k not in data:
             return f"{k}: missing"
     for k, check in FIELDS.items():
-        if k in data:
+        if k in data and not (k in ("output", "keypoints") and data[k] is None and data.get("task") == "detect"):
             why = check(data[k])
             if why:
                 return f"{k}: {why}"

@@ -103,9 +103,10 @@ def resolve_profile(device: str = "auto") -> tuple[Profile, list[str]]:
         raise DeviceError(str(exc)) from None
 
 
-def gather_bundles(path) -> tuple[list[Bundle], list[Candidate]]:
-    """Pose bundles at `path` (edge_pose.bundle.resolve_bundles: one rule everywhere); refused ones as candidates."""
-    resolved = resolve_bundles(path, task="pose")
+def gather_bundles(path, task: str = "pose") -> tuple[list[Bundle], list[Candidate]]:
+    """Bundles of `task` at `path` (edge_pose.bundle.resolve_bundles: one rule everywhere); refused ones as
+    candidates."""
+    resolved = resolve_bundles(path, task=task)
     refused = [Candidate(None, r.path.name, "?", "?", "-", "-", status=SKIPPED, reason=f"refused: {r.reason}",
                          refused=True) for r in resolved.refused]
     return resolved.bundles, refused
@@ -242,6 +243,11 @@ def neutral_input(bundle: Bundle) -> np.ndarray:
 def self_check(session, bundle: Bundle) -> str | None:
     """None when one inference gives finite heatmaps of the manifest's shape, else why not."""
     m = bundle.manifest
+    if m.task == "detect":
+        outs = session.run(neutral_input(bundle))
+        if not all(np.isfinite(np.asarray(o, np.float64)).all() for o in outs):
+            return "self-check: detector outputs are not finite"
+        return None
     want = (1, len(m.keypoints.names), *m.output.size)
     out = session.infer(neutral_input(bundle))
     if out.shape != want:
@@ -306,14 +312,14 @@ def rank_by_records(candidates: list[Candidate], bundles: list[Bundle], profile:
 
 def open_best(path, device: str = "auto", backend: str | None = None, accelerator: str | None = None,
               threads: int | None = None, delegate: str | None = None, allow_degraded: bool = False,
-              allow_precision=(), records: bool = True) -> Loaded:
+              allow_precision=(), records: bool = True, task: str = "pose") -> Loaded:
     """The best way to run the bundle(s) at `path` on this device, loaded and checked, with the whole plan.
 
     allow_degraded: bundles the guard kept below their bar may be chosen. allow_precision: execution precisions
     (f16, bf16, f32) accepted where a device cannot compute in the validated one. records: rank by bench records.
     """
     profile, why = resolve_profile(device)
-    bundles, refused = gather_bundles(path)
+    bundles, refused = gather_bundles(path, task)
     candidates = build_plan(bundles, profile, backend, accelerator, threads, delegate, allow_degraded,
                             allow_precision)
     ranking, notes = rank_by_records(candidates, bundles, profile) if records else ("by the profile's "

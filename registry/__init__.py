@@ -11,12 +11,12 @@ how.
 from __future__ import annotations
 
 from registry.backends import BACKENDS, BackendEntry, normalise_accelerator
-from registry.decoders import DECODERS, DecoderEntry
+from registry.decoders import DECODERS, DETECT_HEADS, DecoderEntry, DetectHeadEntry
 from registry.formats import FORMATS, FormatEntry, Target, execution_of, target, targets
 from registry.loading import load
 from registry.precisions import EXECUTION, PRECISIONS, PrecisionEntry, cpu_has_bf16
 from registry.tasks import TASKS
 
-__all__ = ["BACKENDS", "BackendEntry", "DECODERS", "DecoderEntry", "EXECUTION", "FORMATS", "FormatEntry",
+__all__ = ["BACKENDS", "BackendEntry", "DECODERS", "DETECT_HEADS", "DecoderEntry", "DetectHeadEntry", "EXECUTION", "FORMATS", "FormatEntry",
            "PRECISIONS", "PrecisionEntry", "TASKS", "Target", "cpu_has_bf16", "execution_of", "load", "normalise_accelerator",
            "target", "targets"]

@@ -24,3 +24,21 @@ DECODERS = {d.name: d for d in (
     DecoderEntry("dark", "edge_pose.decode.dark:decode_dark", True, "size", True, "distribution-aware (DARK)"),
     DecoderEntry("udp", "edge_pose.decode.udp:decode_udp", True, "size-1", False, "unbiased data processing (UDP)"),
 )}
+
+
+@dataclass(frozen=True)
+class DetectHeadEntry:
+    """A detector head: the function that turns its raw outputs into person boxes, and what it reads."""
+
+    name: str
+    function: str  # "module:function": (outputs, spec, geometry, stats) -> boxes [M, 5] x, y, w, h, score
+    outputs: int  # how many output tensors it takes, in the order the spec names them
+    label: str
+
+
+DETECT_HEADS = {h.name: h for h in (
+    DetectHeadEntry("ssd", "edge_pose.detect.ssd:decode", 2, "TF Object Detection API SSD: anchors + box coder"),
+    DetectHeadEntry("yolox", "edge_pose.detect.yolox:decode", 1, "YOLOX raw head [1, A, 5 + C] (grid x stride)"),
+    DetectHeadEntry("yolov8", "edge_pose.detect.yolov8:decode", 1, "YOLOv8-style head [1, 4 + C, A]"),
+    DetectHeadEntry("end2end", "edge_pose.detect.end2end:decode", 2, "graph ending in NMS: dets [1, N, 5], labels"),
+)}

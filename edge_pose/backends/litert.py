@@ -24,7 +24,8 @@ import numpy as np
 from devices.delegates import find_delegate
 from edge_pose.backends.base import BackendUnavailable, check_execution
 from edge_pose.backends.imports import installed, one_line
-from edge_pose.backends.tensors import check_quantization, check_tensor, input_shape, output_shape, run_batched
+from edge_pose.backends.tensors import (check_quantization, check_tensor, detect_outputs, input_shape, output_shape,
+                                       run_batch1, run_batched)
 from edge_pose.bundle import Bundle, BundleError
 
 # (module to import, attribute holding Interpreter/load_delegate, name shown to users)
@@ -83,7 +84,13 @@ class LiteRTSession:
         inp = interpreter.get_input_details()
         outs = interpreter.get_output_details()
         if len(inp) != 1:
-            raise BundleError(f"{bundle.model_path}: model has {len(inp)} inputs, a pose model has one")
+            raise BundleError(f"{bundle.model_path}: model has {len(inp)} inputs, a {m.task} model has one")
+        if m.task == "detect":
+            inp = inp[0]
+            check_tensor(bundle, "input", inp["shape"], np.dtype(inp["dtype"]).name, input_shape(m), m.input.dtype)
+            by_name = {o["name"]: o["index"] for o in outs}
+            self._in, self._outs = inp["index"], [by_name[n] for n in detect_outputs(bundle, list(by_name))]
+            return
         out = next((o for o in outs if o["name"] == m.output.name), outs[0] if len(outs) == 1 else None)
         if out is None:
             raise BundleError(f"{bundle.model_path}: no output named {m.output.name!r} "
@@ -102,6 +109,15 @@ class LiteRTSession:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return run_batched(self._run_one, batch, self.bundle.manifest, str(self.bundle.model_path))
+
+    def _run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        self.interpreter.set_tensor(self._in, x)
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(i).copy() for i in self._outs]
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """A detect bundle's raw outputs for one frame, in its detect spec's order."""
+        return run_batch1(self._run_all, batch, self.bundle.manifest, str(self.bundle.model_path))
 
     def describe(self) -> dict[str, Any]:
         """What runs, as the interpreter reports it: DELEGATE nodes in its execution plan are applied delegates."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_pose.backends.base import BackendUnavailable, ProviderFellBack, check_execution, default_cache_dir
 from edge_pose.backends.imports import installed, one_line
-from edge_pose.backends.tensors import check_tensor, input_shape, output_shape, run_batched
+from edge_pose.backends.tensors import check_tensor, detect_outputs, input_shape, output_shape, run_batch1, run_batched
 from edge_pose.bundle import Bundle, BundleError
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -62,7 +62,12 @@ class OnnxRuntimeSession:
         m = bundle.manifest
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1:
-            raise BundleError(f"{bundle.model_path}: model has {len(inputs)} inputs, a pose model has one")
+            raise BundleError(f"{bundle.model_path}: model has {len(inputs)} inputs, a {m.task} model has one")
+        if m.task == "detect":
+            inp = inputs[0]
+            check_tensor(bundle, "input", inp.shape, _DTYPES.get(inp.type, inp.type), input_shape(m), m.input.dtype)
+            self._in, self._outs = inp.name, detect_outputs(bundle, [o.name for o in outputs])
+            return
         out = next((o for o in outputs if o.name == m.output.name), outputs[0] if len(outputs) == 1 else None)
         if out is None:
             raise BundleError(f"{bundle.model_path}: no output named {m.output.name!r} "
@@ -77,6 +82,11 @@ class OnnxRuntimeSession:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return run_batched(self._run_one, batch, self.bundle.manifest, str(self.bundle.model_path))
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """A detect bundle's raw outputs for one frame, in its detect spec's order."""
+        return run_batch1(lambda x: self.session.run(self._outs, {self._in: x}), batch, self.bundle.manifest,
+                          str(self.bundle.model_path))
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort

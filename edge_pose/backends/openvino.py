@@ -19,7 +19,7 @@ import numpy as np
 from edge_pose.backends.base import BackendUnavailable, check_execution, check_threads
 from edge_pose.backends.base import default_cache_dir as base_cache_dir
 from edge_pose.backends.imports import installed, one_line
-from edge_pose.backends.tensors import check_tensor, input_shape, output_shape, run_batched
+from edge_pose.backends.tensors import check_tensor, detect_outputs, input_shape, output_shape, run_batch1, run_batched
 from edge_pose.bundle import Bundle, BundleError
 
 def default_cache_dir() -> Path:
@@ -74,8 +74,15 @@ class OpenVINOSession:
         self.bundle, self.compiled, self._device, self._source, self._config = bundle, compiled, device, source, config
         m = bundle.manifest
         if len(compiled.inputs) != 1:
-            raise BundleError(f"{bundle.model_path}: model has {len(compiled.inputs)} inputs, a pose model has one")
+            raise BundleError(f"{bundle.model_path}: model has {len(compiled.inputs)} inputs, a {m.task} model has one")
         outs = compiled.outputs
+        if m.task == "detect":
+            inp = compiled.inputs[0]
+            check_tensor(bundle, "input", inp.get_shape(), _dtype(inp), input_shape(m), m.input.dtype)
+            by_name = {name: o for o in outs for name in o.get_names()}
+            self._outs = [by_name[n] for n in detect_outputs(bundle, list(by_name))]
+            self._request = compiled.create_infer_request()
+            return
         out = next((o for o in outs if m.output.name in o.get_names()), outs[0] if len(outs) == 1 else None)
         if out is None:
             raise BundleError(f"{bundle.model_path}: no output named {m.output.name!r} "
@@ -92,6 +99,14 @@ class OpenVINOSession:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return run_batched(self._run_one, batch, self.bundle.manifest, str(self.bundle.model_path))
+
+    def _run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        self._request.infer({0: x})
+        return [self._request.get_tensor(o).data.copy() for o in self._outs]
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """A detect bundle's raw outputs for one frame, in its detect spec's order."""
+        return run_batch1(self._run_all, batch, self.bundle.manifest, str(self.bundle.model_path))
 
     def _prop(self, name: str):
         try:
@@ -187,7 +202,8 @@ class OpenVINOBackend:
         except Exception as exc:  # noqa: BLE001 - corrupt or foreign file: one line, no C++ trace
             raise BundleError(f"{bundle.model_path}: OpenVINO cannot read it ({one_line(exc, last=True)})") from None
         if len(model.inputs) != 1:
-            raise BundleError(f"{bundle.model_path}: model has {len(model.inputs)} inputs, a pose model has one")
+            raise BundleError(f"{bundle.model_path}: model has {len(model.inputs)} inputs, a "
+                              f"{bundle.manifest.task} model has one")
         shape = model.inputs[0].get_partial_shape()
         want = input_shape(bundle.manifest)
         if shape.is_dynamic:

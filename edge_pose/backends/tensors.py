@@ -61,9 +61,8 @@ def to_heatmaps(raw: np.ndarray, m: Manifest) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def run_batched(run_one: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, m: Manifest,
-                where: str) -> np.ndarray:
-    """Models are static batch-1: check the batch and run it one sample at a time."""
+def check_batch(batch: np.ndarray, m: Manifest, where: str) -> np.ndarray:
+    """The batch as the model takes it (N, ...) in the manifest's layout and dtype, or one line saying why not."""
     expect = input_shape(m)[1:]
     batch = np.ascontiguousarray(batch)
     if batch.ndim == 3:
@@ -73,6 +72,31 @@ def run_batched(run_one: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, 
     want = DTYPES[m.input.dtype]
     if batch.dtype != want:
         raise BundleError(f"{where}: input batch is {batch.dtype}, the model takes {m.input.dtype}")
+    return batch
+
+
+def detect_outputs(bundle: Bundle, available: Sequence[str]) -> list[str]:
+    """A detect bundle's output tensors, in the order its detect spec names them; each must exist in the model."""
+    names = list(bundle.manifest.detect.get("outputs", []))
+    missing = [n for n in names if n not in available]
+    if missing or not names:
+        raise BundleError(f"{bundle.model_path}: no output(s) {missing or names} as the manifest's detect.outputs "
+                          f"say (the model has {sorted(available)})")
+    return names
+
+
+def run_batch1(run_one: Callable[[np.ndarray], list], batch: np.ndarray, m: Manifest, where: str) -> list:
+    """A detect model's raw outputs for one frame (detectors take one frame at a time)."""
+    batch = check_batch(batch, m, where)
+    if len(batch) != 1:
+        raise BundleError(f"{where}: a detector takes one frame at a time, got a batch of {len(batch)}")
+    return run_one(batch)
+
+
+def run_batched(run_one: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, m: Manifest,
+                where: str) -> np.ndarray:
+    """Models are static batch-1: check the batch and run it one sample at a time."""
+    batch = check_batch(batch, m, where)
     if len(batch) == 0:
         return to_heatmaps(np.zeros((0,) + output_shape(m)[1:], np.float32), m)
     return np.concatenate([to_heatmaps(run_one(batch[i:i + 1]), m) for i in range(len(batch))])

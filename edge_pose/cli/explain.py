@@ -46,8 +46,28 @@ def run(args) -> int:
         print(json.dumps(plan_json(exc.plan), indent=1, default=str) if args.json else format_plan(exc.plan))
         raise
     describe = loaded.session.describe()
+    detector = _detector_plan(args)
     if args.json:
-        print(json.dumps(plan_json(loaded.plan, describe), indent=1, default=str))
+        doc = plan_json(loaded.plan, describe)
+        if detector is not None:
+            doc["detector"] = plan_json(detector.loaded.plan, detector.loaded.session.describe())
+        print(json.dumps(doc, indent=1, default=str))
     else:
         print(format_plan(loaded.plan, describe))
+        if detector is not None:
+            print("\ndetector:")
+            print(format_plan(detector.loaded.plan, detector.loaded.session.describe()))
     return 0
+
+
+def _detector_plan(args):
+    """The detector that predict and serve would use with these bundles (one beside them), or None."""
+    from edge_pose.cli import selection
+    from edge_pose.detect.bundle import open_detector
+    from edge_pose.estimator import find_detector
+
+    path = find_detector(args.bundle)
+    if path is None:
+        return None
+    opts = {k: v for k, v in selection.options(args).items() if k != "device"}
+    return open_detector(path, device=args.device, **opts)

@@ -3,9 +3,11 @@
 Writes OUT/keypoints.json (COCO keypoint results: image_id, category_id 1, keypoints as flat x, y, score in the
 model's keypoint order, score), the input drawn with skeletons (same file names, or OUT/<video>.mp4), and
 OUT/summary.json (what ran, keypoint names, people, per-stage times, PCK@0.2 when --gt is given). Person boxes come
-from --boxes (a COCO detections or ground-truth file, 'hog', or 'frame'), else from --gt, else the whole frame.
-image_id is the COCO id (from --boxes/--gt's images table or a COCO file name) when a COCO file is given, else the
-image's index in sorted order (the frame index for a video).
+from --boxes (a COCO detections or ground-truth file, 'hog', or 'frame'), else from a detector bundle (--detector, or
+one beside the pose bundles), else from --gt, else the whole frame.
+image_id is the COCO id (from --boxes/--gt's images table) when a COCO file is given, else the number a file name of
+digits only spells (COCO's 000000000785.jpg -> 785), else the image's index in sorted order (the frame index for a
+video).
 """
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     parser.add_argument("--boxes", metavar="FILE|hog|frame",
                         help="person boxes: COCO detection results or ground-truth JSON, 'hog', or 'frame'")
+    parser.add_argument("--detector", metavar="BUNDLE_OR_DIR|none",
+                        help="person detector bundle (default: a detect bundle beside the pose bundles, if any; "
+                             "'none': no detector); --boxes overrides it")
     parser.add_argument("--gt", metavar="COCO_JSON", help="COCO ground truth: image ids, boxes (unless --boxes) "
                                                           "and PCK@0.2 in the summary")
     parser.add_argument("--score-threshold", type=float, default=0.0, help="drop boxes scoring below (default 0)")
@@ -71,15 +76,19 @@ def run(args) -> int:
     total = 1 if kind == "image" else len(list_images(src)) if kind == "dir" else (reader.frames or None)
     _check_padding(args.padding)
     gt = CocoBoxes(args.gt) if args.gt else None
+    from edge_pose.cli import selection
+
+    # person boxes: --boxes, else a detector (--detector, or one found beside the pose bundles), else --gt's, else
+    # the whole frame
+    detector = None if args.boxes or args.detector == "none" else (args.detector or "auto")
+    est = PoseEstimator(args.bundle, flip=args.flip, method=args.method, padding=args.padding, detector=detector,
+                        **selection.options(args))
+    use_detector = est.detector is not None
     boxes = box_source(args.boxes, args.score_threshold) if args.boxes else (gt or box_source(None))
     if gt is not None and isinstance(boxes, CocoBoxes) and boxes is not gt:
         boxes.use_images_of(gt)  # detections name images by the GT's ids, not by file-name digits
     coco_ids = gt or (boxes if isinstance(boxes, CocoBoxes) else None)
     boxed_frames = 0
-    from edge_pose.cli import selection
-
-    est = PoseEstimator(args.bundle, flip=args.flip, method=args.method, padding=args.padding,
-                        **selection.options(args))
     names, skeleton = est.keypoints.names, est.keypoints.skeleton
     pairs = joint_map(names)
     gt_people = _gt_keypoints(args.gt) if args.gt else {}
@@ -87,13 +96,16 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     video = VideoWriter(out / f"{src.stem}.mp4", reader.fps) if reader is not None and not args.no_draw else None
     progress = _Progress(total, "frames" if kind == "video" else "images")
-    results, pck, stages, frames, t_start = [], [], {"crop": 0.0, "infer": 0.0, "decode": 0.0}, 0, time.perf_counter()
+    stages = {"detect": 0.0, "crop": 0.0, "infer": 0.0, "decode": 0.0}
+    results, pck, frames, t_start = [], [], 0, time.perf_counter()
     try:
         for name, index, image in _frames(src, kind, reader, first):
             image_id = coco_ids.image_id(name) if coco_ids is not None and kind != "video" else None
+            if image_id is None and coco_ids is None and kind != "video" and Path(name).stem.isdigit():
+                image_id = int(Path(name).stem)  # COCO-style names (000000000785.jpg) are their image ids
             image_id = index if image_id is None else image_id
-            frame_boxes = boxes.boxes(image, name)
-            boxed_frames += len(frame_boxes) > 0
+            frame_boxes = None if use_detector else boxes.boxes(image, name)
+            boxed_frames += frame_boxes is not None and len(frame_boxes) > 0
             people = est.predict(image, frame_boxes)
             for k in stages:
                 stages[k] += est.last_timings.get(k, 0.0)
@@ -114,7 +126,7 @@ def run(args) -> int:
             video.close()
     if frames == 0:
         raise MediaError(f"{src}: no readable images")
-    if isinstance(boxes, CocoBoxes) and boxed_frames == 0:
+    if isinstance(boxes, CocoBoxes) and not use_detector and boxed_frames == 0:
         print(_no_box_matched(boxes, gt, src, frames), file=sys.stderr)
     jsonio.write(out / "keypoints.json", results)  # strict (never NaN/Infinity) and atomic
     summary = {"input": str(src), "bundle": str(est.bundle.path), "runs": est.describe(), "keypoints": names,
@@ -134,7 +146,8 @@ def run(args) -> int:
         line += f"; PCK@0.2 {got['value']:.3f} over {got['people']} matched people" if got["people"] else \
             "; PCK@0.2 n/a (no prediction matched a ground-truth person)"
     ms = summary["ms_per_frame"]
-    print(line + f" ({ms['crop']:.1f} ms crop, {ms['infer']:.1f} ms infer, {ms['decode']:.1f} ms decode per frame)")
+    print(line + f" ({ms['detect']:.1f} ms detect, {ms['crop']:.1f} ms crop, {ms['infer']:.1f} ms infer, "
+                 f"{ms['decode']:.1f} ms decode per frame)")
     return 0
 
 

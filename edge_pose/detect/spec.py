@@ -13,7 +13,9 @@ import numpy as np
 from edge_pose.detect.preprocess import PADS, RESIZES, SAMPLINGS
 from edge_pose.errors import EdgePoseError
 
-HEADS = ("ssd", "yolox", "yolov8", "end2end")
+from registry import DETECT_HEADS
+
+HEADS = tuple(DETECT_HEADS)
 SCORE_CONVERSIONS = ("sigmoid", "softmax", "identity")
 MAX_PRE_NMS = 4096  # the NMS matrix is K x K float32: 4096 -> 64 MB, the most a frame may cost
 
