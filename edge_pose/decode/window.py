@@ -1,0 +1,164 @@
+"""mmpose's heatmap modulation (Gaussian blur, then rescale to the original maximum), evaluated only where sampled.
+
+mmpose blurs every whole map (zero padding of the kernel radius, then cv2.GaussianBlur, whose own border mode never
+reaches the kept region) and reads a handful of values next to each maximum. A blurred value depends only on the
+kernel-sized square around it, so the (2 reach + 1)^2 grid a decoder reads is a separable linear function of the
+(2 R + 1)^2 window around the maximum, R = reach + kernel radius: one gather of every map's window (positions
+outside the map read as zero, mmpose's padding) and two small matrix products give every map's grid at once. At
+64x48 a window is 1/14 of its map (DARK) and costs 1/45 of the whole-map blur's multiply-adds. The whole-map blur is kept
+for the rare maps whose rescale gain cannot be shown irrelevant or whose result hangs on rounding (refine).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from edge_pose.decode.common import check_kernel, modulate, sample
+
+# OpenBLAS splits a GEMM over threads above 2^18 multiply-adds; on a busy 2-core device waking the second thread
+# was measured at ~15 ms instead of ~25 us for one 544x225x13 product, so products stay below that size.
+_SINGLE_THREAD_MACS = 1 << 18
+
+
+@lru_cache(maxsize=16)
+def _plan(h: int, w: int, kernel: int, reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Window offsets (row-major), which window cells lie inside the map for each map position, the 1-D filter
+    and its transpose.
+
+    `band[i, o]` weighs window cell i for output o (the grid's o-th row or column): cv2's own kernel, shifted.
+    """
+    b = (kernel - 1) // 2
+    r = reach + b
+    span = np.arange(-r, r + 1)
+    offsets = (span[:, None] * w + span[None, :]).ravel()  # [y cell, x cell] -> flat offset from the centre
+    ys, xs = np.divmod(np.arange(h * w), w)
+    in_y = ((ys[:, None] + span) >= 0) & ((ys[:, None] + span) < h)
+    in_x = ((xs[:, None] + span) >= 0) & ((xs[:, None] + span) < w)
+    inside = (in_y[:, :, None] & in_x[:, None, :]).reshape(h * w, 2 * r + 1, 2 * r + 1)
+    # for sigma 0 cv2 derives sigma from the size (and uses fixed tables up to size 7): take its kernel as is
+    k = cv2.getGaussianKernel(kernel, 0, ktype=cv2.CV_32F).ravel()
+    band = np.zeros((2 * r + 1, 2 * reach + 1), np.float32)
+    for o in range(2 * reach + 1):
+        band[o:o + kernel, o] = k
+    return offsets, inside, band, np.ascontiguousarray(band.T)
+
+
+def _windows(maps: np.ndarray, idx: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:
+    """(M, n, n) cells of each map around flat position idx, in the stacked maps' memory (not yet masked).
+
+    A strided view whose element q is the n x n block starting at flat index q makes the gather one fancy index
+    (no index arrays); q is clamped so that no block leaves the array, and the one or two maps where that clamp
+    bites (the first map's top, the last map's bottom) are gathered element-wise instead.
+    """
+    m, h, w = maps.shape
+    flat = maps.reshape(-1)
+    start = idx + np.arange(offsets[0], m * h * w + offsets[0], h * w)
+    last = flat.size - 1 - (offsets[-1] - offsets[0])
+    if last < 0:  # maps smaller than a window: element-wise only
+        return flat.take(start[:, None] - offsets[0] + offsets, mode="clip").reshape(m, n, n)
+    # numpy checks that every block of this view lies inside flat's buffer
+    blocks = np.ndarray((last + 1, n, n), flat.dtype, flat, 0, (flat.itemsize, w * flat.itemsize, flat.itemsize))
+    clamped = np.minimum(np.maximum(start, 0), last)
+    out = blocks[clamped]
+    bad = np.flatnonzero(clamped != start)
+    if len(bad):
+        out[bad] = flat.take(start[bad, None] - offsets[0] + offsets, mode="clip").reshape(-1, n, n)
+    return out
+
+
+def blurred_grid(maps: np.ndarray, idx: np.ndarray, kernel: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-padded Gaussian blur of each (M, H, W) map on the grid around flat position idx -> (M, S, S), [m, y, x],
+    and each window's minimum (<= 0: cells outside the map count as the zero padding).
+
+    S = 2 reach + 1 and the grid is centred on idx; cells outside a map hold the blur of the zero-extended map
+    there (callers mask or clamp them).
+    """
+    maps = np.ascontiguousarray(maps, dtype=np.float32)
+    m, h, w = maps.shape
+    offsets, inside, band, band_t = _plan(h, w, check_kernel(kernel), reach)
+    n, s = band.shape
+    window = _windows(maps, idx, offsets, n)
+    window *= inside[idx]  # cells outside the map (other rows, other maps) read as mmpose's zero padding
+    grid = np.empty((m, s, s), np.float32)
+    step = max(1, _SINGLE_THREAD_MACS // (s * n * n))
+    for i in range(0, m, step):
+        part = window[i:i + step].reshape(-1, n)  # rows: (map, window row); columns: window column
+        along_x = band_t @ part.T  # (grid column, (map, window row))
+        along_y = along_x.reshape(-1, n) @ band  # ((grid column, map), grid row)
+        grid[i:i + step] = along_y.reshape(s, -1, s).transpose(1, 2, 0)
+    return grid, window.reshape(m, -1).min(axis=1)
+
+
+@lru_cache(maxsize=16)
+def _cells(h: int, w: int, offsets: tuple, reach: int) -> np.ndarray:
+    """(H*W, len(offsets)): the grid cell each sample reads once its position is clamped into the map (mmpose's
+    UDP edge padding; DARK only refines maxima whose samples are all inside, where clamping changes nothing)."""
+    ys, xs = np.divmod(np.arange(h * w), w)
+    s = 2 * reach + 1
+    return np.stack([(np.clip(ys + dy, 0, h - 1) - ys + reach) * s + np.clip(xs + dx, 0, w - 1) - xs + reach
+                     for dx, dy in offsets], axis=1)
+
+
+def _gain_matters(peak: np.ndarray, lowest: np.ndarray, highest, lo: float, hi: float) -> np.ndarray:
+    """Maps whose samples need mmpose's true rescale gain, peak / max(whole blurred map), to be clipped right.
+
+    `lowest` is each map's smallest sample, `highest()` gives the largest. A normalised non-negative kernel cannot
+    raise a positive maximum, so once some sample is positive (the blurred maximum is then too), gain >= 1 and
+    gain * sample <= peak. Hence when no sample clips at gain 1 and peak <= hi, none clips at the true gain either,
+    and the gain is a common factor (an additive constant after the log, which every finite difference cancels);
+    when peak < lo every sample clips whatever the gain.
+    """
+    matters = ~(lowest >= lo)  # NaN compares False: such maps take the exact path
+    if hi < np.inf:
+        matters |= peak > hi
+    if matters.any():
+        matters &= ~((peak < lo) & (highest() > 0))
+    return matters
+
+
+# Error model of the windowed samples: the windowed blur and cv2's both round float32 sums, so a log sample may
+# differ from mmpose's by about 2^-22 of the window's largest |cell| relative to the sample, and mmpose's float32
+# log adds 2^-22 of the log's size. A map whose Newton step would move by more than _TOLERANCE heatmap px under
+# that difference (a flat map, a near-singular Hessian) is redone as mmpose computes it.
+_ROUNDING = 2.0 ** -22
+_TOLERANCE = 2.5e-4
+
+
+def refine(maps: np.ndarray, idx: np.ndarray, peak: np.ndarray, active: np.ndarray, kernel: int, offsets: tuple,
+           lo: float, hi: float, newton, newton_mmpose) -> np.ndarray:
+    """Newton offsets (M, 2) float64 of mmpose's modulated maps at flat positions idx; zero where not `active`.
+
+    `offsets` are the (dx, dy) sample positions, read clamped into the map; `lo`, `hi` the clip before the log;
+    `newton(logs) -> (offset, sensitivity)` turns (M, len(offsets)) log samples into offsets and their px error
+    per unit log error. Samples come from the windowed blur; maps where the rescale gain matters or the result is
+    sensitive to rounding take mmpose's path: the whole map blurred by cv2, rescaled, sampled, and
+    `newton_mmpose(float32 logs)` repeating mmpose's float32 arithmetic.
+    """
+    maps = np.ascontiguousarray(maps, dtype=np.float32)
+    m, h, w = maps.shape
+    reach = max(max(abs(dx), abs(dy)) for dx, dy in offsets)
+    grid, window_min = blurred_grid(maps, idx, kernel, reach)
+    samples = grid.reshape(-1).take(_cells(h, w, offsets, reach)[idx] + np.arange(0, m * grid[0].size,
+                                                                                   grid[0].size)[:, None])
+    lowest = samples.min(axis=1)
+    exact = active & _gain_matters(peak, lowest, lambda: samples.max(axis=1), lo, hi)
+    np.maximum(samples, np.float32(lo), out=samples)
+    if hi < np.inf:
+        np.minimum(samples, np.float32(hi), out=samples)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        offset, sensitivity = newton(np.log(samples).astype(np.float64))
+        lowest = np.maximum(lowest, lo)  # (above hi only when every sample clips there: no step to misjudge)
+        error = sensitivity * ((peak - window_min) / lowest - np.log(lowest))  # in units of _ROUNDING
+    exact |= active & ~(error <= _TOLERANCE / _ROUNDING)
+    if exact.any():
+        sel = np.flatnonzero(exact)
+        blurred, gain = modulate(maps[sel], kernel)
+        rows, cols = np.divmod(idx[sel], w)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            values = np.clip(sample(blurred, cols, rows, offsets) * gain[:, None], np.float32(lo), np.float32(hi))
+            offset[sel] = newton_mmpose(np.log(values))
+    # mmpose skips a singular Hessian; a non-finite one (NaN gain of an empty map) is skipped too, not propagated
+    offset[~(active & np.isfinite(offset[:, 0] + offset[:, 1]))] = 0.0
+    return offset
