@@ -1,7 +1,7 @@
 """Decoder parity with mmpose 1.3.2 (MSRAHeatmap plain/unbiased, UDPHeatmap, flip_heatmaps) on the shared fixtures."""
 import numpy as np
 import pytest
-from shared import fixture
+from shared import SIMPLEBASELINE_ONNX, coco_mini, fixture, shared
 
 from edge_pose.decode import decode_heatmaps, flip_heatmaps, fuse_flip
 from edge_pose.decode.common import modulate
@@ -257,6 +257,34 @@ def test_windowed_blur_other_kernels(method, kernel):
 def test_windowed_blur_on_real_model_heatmaps(name, method):
     """mmpose's own forward outputs (CPM's stage 5 spans -95..112: UDP's 50 clip and negative blur both occur)."""
     _assert_matches_reference(np.load(fixture(name)), method)
+
+
+@pytest.fixture(scope="module")
+def trained_heatmaps():
+    """A trained model's heatmaps: the shared SimpleBaseline ONNX (onnxruntime) on every coco-mini detector box,
+    low-scoring ones included (their diffuse maps are where rounding matters most)."""
+    import cv2
+    import onnxruntime as ort
+
+    from edge_pose.boxes import CocoBoxes
+    from edge_pose.preprocess import crop_people
+
+    sess = ort.InferenceSession(str(shared(*SIMPLEBASELINE_ONNX)), providers=["CPUExecutionProvider"])
+    boxes = CocoBoxes(coco_mini() / "test_coco_det_AP_H_56.json")
+    maps = []
+    for path in sorted(coco_mini().glob("*.jpg")):
+        image = cv2.imread(str(path))
+        crops = crop_people(image, boxes.boxes(image, path.name)[:, :4], (256, 192)).images
+        rgb = (crops[..., ::-1].astype(np.float32) - [123.675, 116.28, 103.53]) / [58.395, 57.12, 57.375]
+        for x in rgb.astype(np.float32).transpose(0, 3, 1, 2):
+            maps.append(sess.run(None, {"data": x[None]})[0][0])
+    return np.array(maps)
+
+
+@pytest.mark.parametrize("method", ["dark", "udp"])
+def test_windowed_blur_on_trained_model_heatmaps(trained_heatmaps, method):
+    assert trained_heatmaps.shape[1:] == (17, 64, 48) and len(trained_heatmaps) > 100
+    _assert_matches_reference(trained_heatmaps, method)
 
 
 def test_whole_map_blur_only_where_the_gain_matters(monkeypatch):
