@@ -246,6 +246,32 @@ def test_windowed_blur_other_heatmap_sizes(method, size):
 
 
 @pytest.mark.parametrize("method", ["dark", "udp"])
+def test_windowed_blur_single_map_smaller_than_its_window(method):
+    """One 8x6 map holds fewer cells than a blur window spans: the gather goes element by element."""
+    _assert_matches_reference(_hostile_maps(8, 6, seed=3)[:1, :1], method)
+
+
+def test_blurred_grid_is_the_zero_padded_blur():
+    """blurred_grid's cells equal cv2's blur of the zero-padded map, also where the grid leaves the map."""
+    import cv2
+
+    from edge_pose.decode.window import blurred_grid
+
+    maps = _hostile_maps(seed=4).reshape(-1, 64, 48)[:40]
+    idx = maps.reshape(len(maps), -1).argmax(axis=1)
+    grid, lowest = blurred_grid(maps, idx, 11, 2)
+    for i, m in enumerate(maps):
+        padded = np.zeros((64 + 14, 48 + 14), np.float32)
+        padded[7:-7, 7:-7] = m
+        full = cv2.GaussianBlur(padded, (11, 11), 0, borderType=cv2.BORDER_CONSTANT)
+        y, x = divmod(int(idx[i]), 48)
+        np.testing.assert_allclose(grid[i], full[y + 5:y + 10, x + 5:x + 10], rtol=1e-5, atol=1e-6 * np.abs(m).max())
+        crosses = not (7 <= y < 64 - 7 and 7 <= x < 48 - 7)  # then the zero padding is part of the window
+        inner = m[max(y - 7, 0):y + 8, max(x - 7, 0):x + 8].min()
+        assert lowest[i] == (min(0.0, inner) if crosses else inner)
+
+
+@pytest.mark.parametrize("method", ["dark", "udp"])
 @pytest.mark.parametrize("kernel", [3, 7, 17])
 def test_windowed_blur_other_kernels(method, kernel):
     _assert_matches_reference(_hostile_maps(seed=2)[:2], method, kernel)

@@ -18,7 +18,7 @@ def heatmap_argmax(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m, h, w = maps.shape
     flat = maps.reshape(m, h * w)
     idx = flat.argmax(axis=1)
-    return idx, np.take_along_axis(flat, idx[:, None], axis=1)[:, 0]
+    return idx, flat[np.arange(m), idx]
 
 
 @lru_cache(maxsize=16)

@@ -29,17 +29,14 @@ def _newton(logs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """-H^-1 g per row of log samples, and its px error per unit error of one log sample.
 
     One log error moves each of g, dxx, dyy, dxy by at most that much, so the step moves by at most
-    |H^-1|_inf (1 + 2 |step|_inf) times it.
+    |H^-1|_inf (1 + 2 |step|_inf) <= (|dxx| + |dyy| + 2 |dxy|) / |det| (1 + 2 |step|_1) times it.
     """
-    d = logs @ _DIFF
-    dx, dy, dxx, dyy, dxy = d.T
-    det = dxx * dyy - dxy * dxy
+    dx, dy, dxx, dyy, dxy = (logs @ _DIFF).T
+    inv_det = 1.0 / (dxx * dyy - dxy * dxy)
     offset = np.empty((len(logs), 2))  # (stack and reductions cost more than the arithmetic at this size)
-    offset[:, 0] = (dxy * dy - dyy * dx) / det
-    offset[:, 1] = (dxy * dx - dxx * dy) / det
-    # |H^-1|_inf <= (|dxx| + |dyy| + 2 |dxy|) / |det|, and 1 + 2 |step|_inf <= 1 + 2 |step|_1
-    norm = (np.abs(dxx) + np.abs(dyy) + 2 * np.abs(dxy)) / np.abs(det)
-    return offset, norm * (2 * (np.abs(offset[:, 0]) + np.abs(offset[:, 1])) + 1)
+    ox = offset[:, 0] = (dxy * dy - dyy * dx) * inv_det
+    oy = offset[:, 1] = (dxy * dx - dxx * dy) * inv_det
+    return offset, (np.abs(dxx) + np.abs(dyy) + 2 * np.abs(dxy)) * np.abs(inv_det) * (2 * (np.abs(ox) + np.abs(oy)) + 1)
 
 
 def _newton_mmpose(logs: np.ndarray) -> np.ndarray:
@@ -76,7 +73,8 @@ def refine_dark(maps: np.ndarray, locs: np.ndarray, kernel: int) -> np.ndarray:
     active = (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2)
     idx = np.where(active, y * w + x, 0)
     peak = maps.reshape(m, -1).max(axis=1)
-    offset = refine(maps, idx, peak, active, kernel, _NEIGHBOURS, _FLOOR, np.inf, _newton, _newton_mmpose)
+    offset = refine(maps, idx, peak, active, kernel, _NEIGHBOURS, _FLOOR, np.inf, _newton, _newton_mmpose,
+                    clamped=False)
     return (locs + offset).astype(np.float32)
 
 
@@ -86,5 +84,6 @@ def decode_dark(maps: np.ndarray, kernel: int = 11) -> tuple[np.ndarray, np.ndar
     idx, vals = heatmap_argmax(maps)
     # an interior argmax needs a positive maximum: mmpose puts non-positive maps at (-1, -1), never refined
     active = _refinable(h, w)[idx] & (vals > 0)
-    offset = refine(maps, idx, vals, active, kernel, _NEIGHBOURS, _FLOOR, np.inf, _newton, _newton_mmpose)
+    offset = refine(maps, idx, vals, active, kernel, _NEIGHBOURS, _FLOOR, np.inf, _newton, _newton_mmpose,
+                    clamped=False)
     return (locations(idx, vals, h, w) + offset).astype(np.float32), vals

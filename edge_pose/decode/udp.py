@@ -28,19 +28,16 @@ def _newton(logs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(H + eps I)^-1 g per row of log samples, and its px error per unit error of one log sample.
 
     One log error moves g by at most that much and dxx, dyy, dxy by at most 4 times it, so the step moves by at
-    most |H^-1|_inf (1 + 8 |step|_inf) times it.
+    most |H^-1|_inf (1 + 8 |step|_inf) <= (|dxx| + |dyy| + 2 |dxy|) / |det| (1 + 8 |step|_1) times it.
     """
-    d = logs @ _DIFF
-    dx, dy, dxx, dyy, dxy = d.T
+    dx, dy, dxx, dyy, dxy = (logs @ _DIFF).T
     dxx += _EPS
     dyy += _EPS
-    det = dxx * dyy - dxy * dxy
+    inv_det = 1.0 / (dxx * dyy - dxy * dxy)
     offset = np.empty((len(logs), 2))  # (stack and reductions cost more than the arithmetic at this size)
-    offset[:, 0] = (dyy * dx - dxy * dy) / det
-    offset[:, 1] = (dxx * dy - dxy * dx) / det
-    # |H^-1|_inf <= (|dxx| + |dyy| + 2 |dxy|) / |det|, and 1 + 8 |step|_inf <= 1 + 8 |step|_1
-    norm = (np.abs(dxx) + np.abs(dyy) + 2 * np.abs(dxy)) / np.abs(det)
-    return offset, norm * (8 * (np.abs(offset[:, 0]) + np.abs(offset[:, 1])) + 1)
+    ox = offset[:, 0] = (dyy * dx - dxy * dy) * inv_det
+    oy = offset[:, 1] = (dxx * dy - dxy * dx) * inv_det
+    return offset, (np.abs(dxx) + np.abs(dyy) + 2 * np.abs(dxy)) * np.abs(inv_det) * (8 * (np.abs(ox) + np.abs(oy)) + 1)
 
 
 def _newton_mmpose(logs: np.ndarray) -> np.ndarray:
@@ -68,7 +65,8 @@ def refine_udp(maps: np.ndarray, locs: np.ndarray, kernel: int) -> np.ndarray:
     active = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
     idx = np.where(active, xy[:, 1] * w + xy[:, 0], 0)
     peak = maps.reshape(m, -1).max(axis=1)
-    offset = refine(maps, idx, peak, active, kernel, _NEIGHBOURS, _LO, _HI, _newton, _newton_mmpose)
+    offset = refine(maps, idx, peak, active, kernel, _NEIGHBOURS, _LO, _HI, _newton, _newton_mmpose,
+                    clamped=True)
     return (locs - offset).astype(np.float32)
 
 
@@ -76,5 +74,6 @@ def decode_udp(maps: np.ndarray, kernel: int = 11) -> tuple[np.ndarray, np.ndarr
     """(M, H, W) -> locations (M, 2) in heatmap px (UDP units) and scores (M,)."""
     _, h, w = maps.shape
     idx, vals = heatmap_argmax(maps)
-    offset = refine(maps, idx, vals, vals > 0, kernel, _NEIGHBOURS, _LO, _HI, _newton, _newton_mmpose)
+    offset = refine(maps, idx, vals, vals > 0, kernel, _NEIGHBOURS, _LO, _HI, _newton, _newton_mmpose,
+                    clamped=True)
     return (locations(idx, vals, h, w) - offset).astype(np.float32), vals

@@ -11,6 +11,7 @@ is kept for the rare maps whose rescale gain cannot be shown irrelevant or whose
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -22,83 +23,93 @@ from edge_pose.decode.common import check_kernel, modulate, sample
 _SINGLE_THREAD_MACS = 1 << 18
 
 
-@lru_cache(maxsize=16)
-def _plan(h: int, w: int, kernel: int, reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Window offsets (row-major), which window cells lie inside the map for each map position, the 1-D filter
-    and its transpose.
+class _Plan(NamedTuple):
+    reach: int  # how far the samples reach from the maximum
+    window: np.ndarray  # (n*n,) flat offsets of the window cells from the maximum, row-major
+    inside: np.ndarray  # (H*W, n, n) 1 where a window cell lies inside the map, per position of the maximum
+    band: np.ndarray  # (n, S): band[i, o] weighs window cell i for grid row / column o (cv2's kernel, shifted)
+    band_t: np.ndarray
+    cells: np.ndarray  # (H*W, len(offsets)) grid cell of each sample clamped into the map, per position
+    fixed: np.ndarray  # (len(offsets),) grid cell of each sample where no clamping is needed
+    maps_per_product: int  # maps per matrix product below the single-thread size
 
-    `band[i, o]` weighs window cell i for output o (the grid's o-th row or column): cv2's own kernel, shifted.
-    """
+
+@lru_cache(maxsize=4)  # ~3 MB each at 64x48
+def _plan(h: int, w: int, kernel: int, offsets: tuple) -> _Plan:
     b = (kernel - 1) // 2
+    reach = max(max(abs(dx), abs(dy)) for dx, dy in offsets)
     r = reach + b
+    n, s = 2 * r + 1, 2 * reach + 1
     span = np.arange(-r, r + 1)
-    offsets = (span[:, None] * w + span[None, :]).ravel()  # [y cell, x cell] -> flat offset from the centre
     ys, xs = np.divmod(np.arange(h * w), w)
     in_y = ((ys[:, None] + span) >= 0) & ((ys[:, None] + span) < h)
     in_x = ((xs[:, None] + span) >= 0) & ((xs[:, None] + span) < w)
-    inside = (in_y[:, :, None] & in_x[:, None, :]).reshape(h * w, 2 * r + 1, 2 * r + 1)
     # for sigma 0 cv2 derives sigma from the size (and uses fixed tables up to size 7): take its kernel as is
     k = cv2.getGaussianKernel(kernel, 0, ktype=cv2.CV_32F).ravel()
-    band = np.zeros((2 * r + 1, 2 * reach + 1), np.float32)
-    for o in range(2 * reach + 1):
+    band = np.zeros((n, s), np.float32)
+    for o in range(s):
         band[o:o + kernel, o] = k
-    return offsets, inside, band, np.ascontiguousarray(band.T)
+    cells = np.stack([(np.clip(ys + dy, 0, h - 1) - ys + reach) * s + np.clip(xs + dx, 0, w - 1) - xs + reach
+                      for dx, dy in offsets], axis=1)
+    fixed = np.array([(dy + reach) * s + dx + reach for dx, dy in offsets])
+    # float32, not bool: gathering 4x the bytes is cheaper than a bool -> float multiply
+    inside = (in_y[:, :, None] & in_x[:, None, :]).astype(np.float32)
+    return _Plan(reach, (span[:, None] * w + span[None, :]).ravel(), inside, band,
+                 np.ascontiguousarray(band.T), cells, fixed, max(1, _SINGLE_THREAD_MACS // (s * n * n)))
 
 
-def _windows(maps: np.ndarray, idx: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:
+def _windows(maps: np.ndarray, idx: np.ndarray, window: np.ndarray, n: int) -> np.ndarray:
     """(M, n, n) cells of each map around flat position idx, in the stacked maps' memory (not yet masked).
 
     A strided view whose element q is the n x n block starting at flat index q makes the gather one fancy index
-    (no index arrays); q is clamped so that no block leaves the array, and the one or two maps where that clamp
-    bites (the first map's top, the last map's bottom) are gathered element-wise instead.
+    (no index arrays). Only the first map's top and the last map's bottom can reach outside the array: there q is
+    clamped (the view cannot leave the buffer) and those maps are gathered element-wise instead.
     """
     m, h, w = maps.shape
     flat = maps.reshape(-1)
-    start = idx + np.arange(offsets[0], m * h * w + offsets[0], h * w)
-    last = flat.size - 1 - (offsets[-1] - offsets[0])
+    start = idx + np.arange(window[0], m * h * w + window[0], h * w)
+    last = flat.size - 1 - (window[-1] - window[0])
     if last < 0:  # maps smaller than a window: element-wise only
-        return flat.take(start[:, None] - offsets[0] + offsets, mode="clip").reshape(m, n, n)
+        return flat.take(start[:, None] - window[0] + window, mode="clip").reshape(m, n, n)
     # numpy checks that every block of this view lies inside flat's buffer
     blocks = np.ndarray((last + 1, n, n), flat.dtype, flat, 0, (flat.itemsize, w * flat.itemsize, flat.itemsize))
-    clamped = np.minimum(np.maximum(start, 0), last)
-    out = blocks[clamped]
-    bad = np.flatnonzero(clamped != start)
-    if len(bad):
-        out[bad] = flat.take(start[bad, None] - offsets[0] + offsets, mode="clip").reshape(-1, n, n)
+    if start[0] >= 0 and start[-1] <= last:  # (start increases with the map index)
+        return blocks[start]
+    out = blocks[np.minimum(np.maximum(start, 0), last)]
+    bad = np.flatnonzero((start < 0) | (start > last))
+    out[bad] = flat.take(start[bad, None] - window[0] + window, mode="clip").reshape(-1, n, n)
     return out
 
 
-def blurred_grid(maps: np.ndarray, idx: np.ndarray, kernel: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-padded Gaussian blur of each (M, H, W) map on the grid around flat position idx -> (M, S, S), [m, y, x],
-    and each window's minimum (<= 0: cells outside the map count as the zero padding).
+def _blurred_grid(maps: np.ndarray, idx: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-padded Gaussian blur of each (M, H, W) float32 C-contiguous map on the S x S grid around flat position
+    idx -> (M, S*S) row-major, and each window's minimum (cells outside the map count as the zero padding).
 
-    S = 2 reach + 1 and the grid is centred on idx; cells outside a map hold the blur of the zero-extended map
-    there (callers mask or clamp them).
+    Grid cells outside a map hold the blur of the zero-extended map there (the plan's cells clamp them).
     """
-    maps = np.ascontiguousarray(maps, dtype=np.float32)
-    m, h, w = maps.shape
-    offsets, inside, band, band_t = _plan(h, w, check_kernel(kernel), reach)
-    n, s = band.shape
-    window = _windows(maps, idx, offsets, n)
-    window *= inside[idx]  # cells outside the map (other rows, other maps) read as mmpose's zero padding
-    grid = np.empty((m, s, s), np.float32)
-    step = max(1, _SINGLE_THREAD_MACS // (s * n * n))
+    m = len(maps)
+    n, s = plan.band.shape
+    window = _windows(maps, idx, plan.window, n)
+    window *= plan.inside[idx]  # cells outside the map (other rows, other maps) read as mmpose's zero padding
+    grid = np.empty((m, s * s), np.float32)
+    step = plan.maps_per_product
     for i in range(0, m, step):
         part = window[i:i + step].reshape(-1, n)  # rows: (map, window row); columns: window column
-        along_x = band_t @ part.T  # (grid column, (map, window row))
-        along_y = along_x.reshape(-1, n) @ band  # ((grid column, map), grid row)
-        grid[i:i + step] = along_y.reshape(s, -1, s).transpose(1, 2, 0)
+        along_x = plan.band_t @ part.T  # (grid column, (map, window row))
+        along_y = along_x.reshape(-1, n) @ plan.band  # ((grid column, map), grid row)
+        grid[i:i + step] = along_y.reshape(s, -1, s).transpose(1, 2, 0).reshape(-1, s * s)
     return grid, window.reshape(m, -1).min(axis=1)
 
 
-@lru_cache(maxsize=16)
-def _cells(h: int, w: int, offsets: tuple, reach: int) -> np.ndarray:
-    """(H*W, len(offsets)): the grid cell each sample reads once its position is clamped into the map (mmpose's
-    UDP edge padding; DARK only refines maxima whose samples are all inside, where clamping changes nothing)."""
-    ys, xs = np.divmod(np.arange(h * w), w)
+def blurred_grid(maps: np.ndarray, idx: np.ndarray, kernel: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M, S, S) [m, y, x] zero-padded blur on the grid of half-size `reach` around flat positions idx, and each
+    window's minimum; see _blurred_grid."""
+    maps = np.ascontiguousarray(maps, dtype=np.float32)
+    m, h, w = maps.shape
     s = 2 * reach + 1
-    return np.stack([(np.clip(ys + dy, 0, h - 1) - ys + reach) * s + np.clip(xs + dx, 0, w - 1) - xs + reach
-                     for dx, dy in offsets], axis=1)
+    plan = _plan(h, w, check_kernel(kernel), ((-reach, -reach), (reach, reach)))
+    grid, lowest = _blurred_grid(maps, idx, plan)
+    return grid.reshape(m, s, s), lowest
 
 
 def _gain_matters(peak: np.ndarray, lowest: np.ndarray, highest, lo: float, hi: float) -> np.ndarray:
@@ -130,10 +141,11 @@ _TOLERANCE = 1e-3
 
 
 def refine(maps: np.ndarray, idx: np.ndarray, peak: np.ndarray, active: np.ndarray, kernel: int, offsets: tuple,
-           lo: float, hi: float, newton, newton_mmpose) -> np.ndarray:
+           lo: float, hi: float, newton, newton_mmpose, clamped: bool) -> np.ndarray:
     """Newton offsets (M, 2) float64 of mmpose's modulated maps at flat positions idx; zero where not `active`.
 
-    `offsets` are the (dx, dy) sample positions, read clamped into the map; `lo`, `hi` the clip before the log;
+    `offsets` are the (dx, dy) sample positions, read clamped into the map if `clamped` (else every active map's
+    samples must lie inside it); `lo`, `hi` the clip before the log;
     `newton(logs) -> (offset, sensitivity)` turns (M, len(offsets)) log samples into offsets and their px error
     per unit log error. Samples come from the windowed blur; maps where the rescale gain matters or the result is
     sensitive to rounding take mmpose's path: the whole map blurred by cv2, rescaled, sampled, and
@@ -141,10 +153,12 @@ def refine(maps: np.ndarray, idx: np.ndarray, peak: np.ndarray, active: np.ndarr
     """
     maps = np.ascontiguousarray(maps, dtype=np.float32)
     m, h, w = maps.shape
-    reach = max(max(abs(dx), abs(dy)) for dx, dy in offsets)
-    grid, window_min = blurred_grid(maps, idx, kernel, reach)
-    samples = grid.reshape(-1).take(_cells(h, w, offsets, reach)[idx] + np.arange(0, m * grid[0].size,
-                                                                                   grid[0].size)[:, None])
+    plan = _plan(h, w, check_kernel(kernel), offsets)
+    grid, window_min = _blurred_grid(maps, idx, plan)
+    if clamped:
+        samples = grid.reshape(-1).take(plan.cells[idx] + np.arange(0, grid.size, grid.shape[1])[:, None])
+    else:
+        samples = grid[:, plan.fixed]
     lowest = samples.min(axis=1)
     exact = active & _gain_matters(peak, lowest, lambda: samples.max(axis=1), lo, hi)
     np.maximum(samples, np.float32(lo), out=samples)
@@ -153,15 +167,15 @@ def refine(maps: np.ndarray, idx: np.ndarray, peak: np.ndarray, active: np.ndarr
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         offset, sensitivity = newton(np.log(samples).astype(np.float64))
         lowest = np.maximum(lowest, lo)  # (above hi only when every sample clips there: no step to misjudge)
-        error = sensitivity * ((peak - window_min) / lowest - np.log(lowest))  # in units of _ROUNDING
-    exact |= active & ~(error <= _TOLERANCE / _ROUNDING)
-    if exact.any():
-        sel = np.flatnonzero(exact)
-        blurred, gain = modulate(maps[sel], kernel)
-        rows, cols = np.divmod(idx[sel], w)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = peak - np.minimum(window_min, 0)  # >= the window's largest |cell|
+        error = sensitivity * (scale / lowest - np.log(lowest))  # in units of _ROUNDING
+        exact |= active & ~(error <= _TOLERANCE / _ROUNDING)
+        if exact.any():
+            sel = np.flatnonzero(exact)
+            blurred, gain = modulate(maps[sel], kernel)
+            rows, cols = np.divmod(idx[sel], w)
             values = np.clip(sample(blurred, cols, rows, offsets) * gain[:, None], np.float32(lo), np.float32(hi))
             offset[sel] = newton_mmpose(np.log(values))
-    # mmpose skips a singular Hessian; a non-finite one (NaN gain of an empty map) is skipped too, not propagated
-    offset[~(active & np.isfinite(offset[:, 0] + offset[:, 1]))] = 0.0
+        # mmpose skips a singular Hessian; a non-finite one (NaN gain of an empty map) is skipped, not propagated
+        offset[~(active & np.isfinite(offset[:, 0] + offset[:, 1]))] = 0.0
     return offset
