@@ -27,6 +27,7 @@ class _Plan(NamedTuple):
     reach: int  # how far the samples reach from the maximum
     window: np.ndarray  # (n*n,) flat offsets of the window cells from the maximum, row-major
     inside: np.ndarray  # (H*W, n, n) 1 where a window cell lies inside the map, per position of the maximum
+    crosses: np.ndarray  # (H*W,) whether the window leaves the map, per position of the maximum
     band: np.ndarray  # (n, S): band[i, o] weighs window cell i for grid row / column o (cv2's kernel, shifted)
     band_t: np.ndarray
     cells: np.ndarray  # (H*W, len(offsets)) grid cell of each sample clamped into the map, per position
@@ -54,7 +55,7 @@ def _plan(h: int, w: int, kernel: int, offsets: tuple) -> _Plan:
     fixed = np.array([(dy + reach) * s + dx + reach for dx, dy in offsets])
     # float32, not bool: gathering 4x the bytes is cheaper than a bool -> float multiply
     inside = (in_y[:, :, None] & in_x[:, None, :]).astype(np.float32)
-    return _Plan(reach, (span[:, None] * w + span[None, :]).ravel(), inside, band,
+    return _Plan(reach, (span[:, None] * w + span[None, :]).ravel(), inside, inside.min(axis=(1, 2)) < 1, band,
                  np.ascontiguousarray(band.T), cells, fixed, max(1, _SINGLE_THREAD_MACS // (s * n * n)))
 
 
@@ -90,7 +91,9 @@ def _blurred_grid(maps: np.ndarray, idx: np.ndarray, plan: _Plan) -> tuple[np.nd
     m = len(maps)
     n, s = plan.band.shape
     window = _windows(maps, idx, plan.window, n)
-    window *= plan.inside[idx]  # cells outside the map (other rows, other maps) read as mmpose's zero padding
+    crossing = np.flatnonzero(plan.crosses[idx])
+    if len(crossing):  # cells outside the map (other rows, other maps) read as mmpose's zero padding
+        window[crossing] *= plan.inside[idx[crossing]]
     grid = np.empty((m, s * s), np.float32)
     step = plan.maps_per_product
     for i in range(0, m, step):
