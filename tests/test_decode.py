@@ -251,6 +251,22 @@ def test_windowed_blur_single_map_smaller_than_its_window(method):
     _assert_matches_reference(_hostile_maps(8, 6, seed=3)[:1, :1], method)
 
 
+@pytest.mark.parametrize("method", ["dark", "udp"])
+def test_non_finite_heatmaps_decode_to_finite_keypoints_without_warnings(method):
+    import warnings
+
+    hm = np.random.default_rng(5).random((1, 17, 64, 48)).astype(np.float32)
+    hm[0, 0, 10, 10], hm[0, 1, 20, 20], hm[0, 2] = np.nan, np.inf, np.nan
+    hm[0, 3, 30, 30], hm[0, 4, 5, 5], hm[0, 4, 5, 6] = -np.inf, 3e38, -3e38
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kp, _ = decode_heatmaps(hm, method)
+    assert np.isfinite(kp).all()
+    # the +inf map stays at its maximum, unrefined
+    np.testing.assert_allclose(kp[0, 1] / 4 if method == "dark" else kp[0, 1] * [47 / 192, 63 / 256], [20, 20],
+                               atol=1e-4)
+
+
 def test_blurred_grid_is_the_zero_padded_blur():
     """blurred_grid's cells equal cv2's blur of the zero-padded map, also where the grid leaves the map."""
     import cv2

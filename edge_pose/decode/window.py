@@ -111,7 +111,8 @@ def blurred_grid(maps: np.ndarray, idx: np.ndarray, kernel: int, reach: int) -> 
     m, h, w = maps.shape
     s = 2 * reach + 1
     plan = _plan(h, w, check_kernel(kernel), ((-reach, -reach), (reach, reach)))
-    grid, lowest = _blurred_grid(maps, idx, plan)
+    with np.errstate(invalid="ignore", over="ignore"):
+        grid, lowest = _blurred_grid(maps, idx, plan)
     return grid.reshape(m, s, s), lowest
 
 
@@ -157,17 +158,18 @@ def refine(maps: np.ndarray, idx: np.ndarray, peak: np.ndarray, active: np.ndarr
     maps = np.ascontiguousarray(maps, dtype=np.float32)
     m, h, w = maps.shape
     plan = _plan(h, w, check_kernel(kernel), offsets)
-    grid, window_min = _blurred_grid(maps, idx, plan)
-    if clamped:
-        samples = grid.reshape(-1).take(plan.cells[idx] + np.arange(0, grid.size, grid.shape[1])[:, None])
-    else:
-        samples = grid[:, plan.fixed]
-    lowest = samples.min(axis=1)
-    exact = active & _gain_matters(peak, lowest, lambda: samples.max(axis=1), lo, hi)
-    np.maximum(samples, np.float32(lo), out=samples)
-    if hi < np.inf:
-        np.minimum(samples, np.float32(hi), out=samples)
+    # non-finite heatmaps decode to finite keypoints (unrefined): no warnings on the way
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        grid, window_min = _blurred_grid(maps, idx, plan)
+        if clamped:
+            samples = grid.reshape(-1).take(plan.cells[idx] + np.arange(0, grid.size, grid.shape[1])[:, None])
+        else:
+            samples = grid[:, plan.fixed]
+        lowest = samples.min(axis=1)
+        exact = active & _gain_matters(peak, lowest, lambda: samples.max(axis=1), lo, hi)
+        np.maximum(samples, np.float32(lo), out=samples)
+        if hi < np.inf:
+            np.minimum(samples, np.float32(hi), out=samples)
         offset, sensitivity = newton(np.log(samples).astype(np.float64))
         lowest = np.maximum(lowest, lo)  # (above hi only when every sample clips there: no step to misjudge)
         scale = peak - np.minimum(window_min, 0)  # >= the window's largest |cell|
