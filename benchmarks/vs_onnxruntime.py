@@ -32,6 +32,7 @@ import numpy as np
 from edge_pose import PoseEstimator
 from edge_pose.boxes import CocoBoxes
 from edge_pose.bundle import find_bundles
+from edge_pose.errors import EdgePoseError
 from edge_pose.keypoints import coco17
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,10 @@ CONVERT_FLAGS = ["--input-size", "256,192", "--layout", "NCHW", "--color", "rgb"
 # --- (a) the baseline, as a hand-written onnxruntime script does it -------------------------------------------
 
 def onnx_session(path: Path, threads: int):
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        sys.exit("onnxruntime is not installed: pip install onnxruntime")
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -144,6 +148,8 @@ def ensure_bundles(onnx: Path) -> Path:
     try:
         subprocess.run(cmd, check=True, stdout=sys.stderr)
         work.rename(out)  # complete: only now does the cache dir exist
+    except subprocess.CalledProcessError as exc:
+        sys.exit(f"edge-pose convert {onnx} failed (exit {exc.returncode}); its messages are above")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -192,7 +198,10 @@ def main(argv=None) -> int:
     frames = load_frames(DATA, DATA / "test_coco_det_AP_H_56.json", args.min_box_score)
 
     sess = onnx_session(args.onnx, args.threads)
-    est = PoseEstimator(bundle_dir, threads=args.threads)
+    try:
+        est = PoseEstimator(bundle_dir, threads=args.threads)
+    except EdgePoseError as exc:
+        sys.exit(str(exc))  # names the file and what is wrong
     if est.flip or est.method != "msra":  # the baseline is msra without flip: compare like with like
         est = PoseEstimator(bundle_dir, threads=args.threads, flip=False, method="msra")
     sides = {"onnxruntime (per person)": lambda img, b: baseline(sess, img, b), "edge-pose": edge_pose_call(est)}
