@@ -5,10 +5,33 @@ people or keypoints in Python.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
 from edge_pose.errors import EdgePoseError
+
+
+def heatmap_argmax(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M, H, W) -> flat index (M,) of each map's first maximum in row-major order, and the maxima (M,)."""
+    m, h, w = maps.shape
+    flat = maps.reshape(m, h * w)
+    idx = flat.argmax(axis=1)
+    return idx, flat[np.arange(m), idx]
+
+
+@lru_cache(maxsize=16)
+def _positions(h: int, w: int) -> np.ndarray:
+    ys, xs = np.divmod(np.arange(h * w, dtype=np.float32), w)
+    return np.stack([xs, ys], axis=1)
+
+
+def locations(idx: np.ndarray, vals: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Flat indices -> (x, y) float32; maps whose maximum is <= 0 get (-1, -1), as mmpose's get_heatmap_maximum."""
+    locs = _positions(h, w)[idx]
+    locs[vals <= 0] = -1
+    return locs
 
 
 def heatmap_maximum(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -17,16 +40,8 @@ def heatmap_maximum(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Ties resolve to the first index in row-major order (numpy's argmax, as mmpose): int8 heatmaps have plateaus.
     Maps whose maximum is <= 0 get location (-1, -1), as in mmpose's get_heatmap_maximum.
     """
-    m, h, w = maps.shape
-    flat = maps.reshape(m, h * w)
-    idx = flat.argmax(axis=1)
-    vals = flat[np.arange(m), idx]
-    row, col = np.divmod(idx, w)
-    locs = np.empty((m, 2), np.float32)
-    locs[:, 0] = col
-    locs[:, 1] = row
-    locs[vals <= 0] = -1
-    return locs, vals
+    idx, vals = heatmap_argmax(maps)
+    return locations(idx, vals, *maps.shape[1:]), vals
 
 
 def sample(maps: np.ndarray, x: np.ndarray, y: np.ndarray, offsets) -> np.ndarray:
@@ -69,11 +84,3 @@ def modulate(maps: np.ndarray, kernel: int) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = maps.reshape(m, -1).max(axis=1) / blurred.reshape(m, h * w).max(axis=1)
     return blurred, gain.astype(np.float32)
-
-
-def modulated_samples(maps: np.ndarray, kernel: int, x: np.ndarray, y: np.ndarray,
-                      offsets: list[tuple[int, int]]) -> np.ndarray:
-    """sample() of the modulated (blurred, max-preserving) maps, without rescaling whole maps."""
-    blurred, gain = modulate(maps, kernel)
-    with np.errstate(invalid="ignore"):
-        return sample(blurred, x, y, offsets) * gain[:, None]
