@@ -31,7 +31,7 @@ import numpy as np
 
 from edge_pose import PoseEstimator
 from edge_pose.boxes import CocoBoxes
-from edge_pose.bundle import find_bundles
+from edge_pose.bundle import resolve_bundles
 from edge_pose.errors import EdgePoseError
 from edge_pose.keypoints import coco17
 
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
         est = PoseEstimator(bundle_dir, threads=args.threads, flip=False, method="msra")
     sides = {"onnxruntime (per person)": lambda img, b: baseline(sess, img, b), "edge-pose": edge_pose_call(est)}
     chosen = est.loaded.chosen.bundle.manifest
-    fp32 = [b for b in find_bundles(bundle_dir)
+    fp32 = [b for b in resolve_bundles(bundle_dir).bundles
             if b.manifest.precision == "fp32" and b.manifest.format == chosen.format and chosen.precision != "fp32"]
     if fp32:  # the same pipeline without quantisation: shows what the int8 model itself changes
         sides["edge-pose fp32"] = edge_pose_call(PoseEstimator(fp32[0].path, threads=args.threads, flip=False,

@@ -292,7 +292,11 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     try:
         if mpath.stat().st_size > MAX_MANIFEST_BYTES:
             raise BundleError(f"{mpath}: {mpath.stat().st_size:,} bytes is too large for a manifest")
-        data = json.loads(mpath.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        text = mpath.read_text(encoding="utf-8")
+        from edge_pose.jsonio import check_depth
+
+        check_depth(text, 32, "manifest")  # before parsing: the parser's own recursion guard can be disabled
+        data = json.loads(text, parse_constant=_no_constant)
     except BundleError:
         raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:

@@ -28,6 +28,8 @@ def _int(text: str) -> int:
         raise ValueError(f"number {text[:24]}{'...' if len(text) > 24 else ''} is too large")
     return int(text)
 
+MAX_DEPTH = 64  # a COCO file nests 4 levels; anything near this is not one
+
 
 def _float(text: str) -> float:
     value = float(text)
@@ -57,6 +59,10 @@ def read_json(path, max_bytes: int = MAX_JSON_BYTES) -> Any:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise CocoFileError(f"{path}: not a UTF-8 text JSON file") from None
+    from edge_pose.jsonio import nesting_depth
+
+    if nesting_depth(text) > MAX_DEPTH:
+        raise CocoFileError(f"{path}: JSON nested too deeply (more than {MAX_DEPTH} levels)")
     try:
         return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except json.JSONDecodeError as exc:

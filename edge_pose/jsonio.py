@@ -59,3 +59,35 @@ def write(path, obj, **kw) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_STRINGS = None
+
+
+def nesting_depth(text: str) -> int:
+    """How deep the brackets of a JSON text nest, measured before parsing (vectorised, no recursion).
+
+    Parsing refuses deep nesting with a RecursionError only while Python's recursion limit is sane; a library that
+    raises it (onnx2tf sets it to 2**31 - 1 at import) turns a deeply nested file into a C stack overflow. So every
+    file from outside is measured here first.
+    """
+    import re
+
+    import numpy as np
+
+    global _STRINGS
+    if _STRINGS is None:
+        _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+    if "[" not in text and "{" not in text:
+        return 0
+    stripped = _STRINGS.sub('""', text).encode("utf-8", "surrogatepass")
+    b = np.frombuffer(stripped, np.uint8)
+    step = (np.isin(b, (91, 123)).astype(np.int32) - np.isin(b, (93, 125)).astype(np.int32))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def check_depth(text: str, limit: int, where: str) -> None:
+    """ValueError naming `where` when the text nests deeper than `limit`."""
+    depth = nesting_depth(text)
+    if depth > limit:
+        raise ValueError(f"{where}: JSON nested {depth} levels deep (at most {limit})")

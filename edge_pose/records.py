@@ -94,7 +94,11 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.is_file() or path.stat().st_size > MAX_BYTES:
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        from edge_pose.jsonio import check_depth
+
+        text = path.read_text(encoding="utf-8")
+        check_depth(text, 16, str(path))
+        data = json.loads(text)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) and data.get("schema") == SCHEMA else {}

@@ -35,3 +35,28 @@ def test_predict_result_of_a_nan_person_is_finite():
     row = _coco_result(person, 7)
     assert row["keypoints"] == [0.0, 2.0, 0.5, 0.0, 4.0, 0.0] and row["score"] == 0.0
     json.loads(jsonio.dumps(row))
+
+
+def test_nesting_is_measured_before_parsing_even_with_the_recursion_guard_disabled(tmp_path):
+    """onnx2tf raises the recursion limit to 2**31 - 1 at import; json.loads would then overflow the C stack on a
+    deeply nested file. The depth is measured first, on the text."""
+    import sys
+
+    from edge_pose.bundle import BundleError, load_bundle
+    from edge_pose.cocofile import CocoFileError, read_json
+    from edge_pose.jsonio import nesting_depth
+
+    assert nesting_depth('{"a": [1, {"b": "[[[[{{"}]}') == 3  # brackets inside strings do not count
+    deep = "[" * 200_000 + "]" * 200_000
+    (tmp_path / "deep.json").write_text(deep)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "edge_pose.json").write_text('{"schema": ' + deep + "}")
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(2**31 - 1)
+    try:
+        with pytest.raises(CocoFileError, match="nested too deeply"):
+            read_json(tmp_path / "deep.json")
+        with pytest.raises(BundleError, match="nested 200001 levels deep"):
+            load_bundle(tmp_path / "b")
+    finally:
+        sys.setrecursionlimit(old)

@@ -59,13 +59,19 @@ def _samples(source, calib_inputs) -> tuple[np.ndarray, str]:
 def _onnx2tf_environment():
     """onnx2tf sets TF_USE_LEGACY_KERAS=1 (and silences TF logs) in os.environ when imported; left in place, that
     makes every later Keras user in the process (OpenVINO's Keras reader, TF's converters) see tf_keras. Give
-    onnx2tf its setting while it runs and restore the caller's environment afterwards."""
+    onnx2tf its setting while it runs and restore the caller's environment afterwards. It also raises Python's
+    recursion limit to 2**31 - 1 at import, which disables every RecursionError guard in the process (a deeply nested
+    file then overflows the C stack): the limit is restored too."""
+    import sys
+
     keys = ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")
     saved = {k: os.environ.get(k) for k in keys}
+    limit = sys.getrecursionlimit()
     try:
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
         yield
     finally:
+        sys.setrecursionlimit(limit)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
