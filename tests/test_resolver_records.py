@@ -78,7 +78,7 @@ def test_every_command_takes_a_directory_of_bundles(pair, tmp_path):
     (lambda d: d.update(files=[]), "files: expected an object"),
     (lambda d: d.update(execution_precision="f64"), "execution_precision 'f64' not in"),
     (lambda d: d.update(provenance=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]),
-     "nested deeper than"),
+     "levels deep (at most 32)"),
 ])
 def test_hostile_manifests_are_refused_in_one_line(cpm_bundle, tmp_path, change, says):
     path = tmp_path / "b"
