@@ -89,6 +89,7 @@ class PoseEstimator:
                                                                          "threads")}
             detector = open_detector(detector, device=device, **options)
         self.detector = detector
+        self._stream = None
         self.bundle = self.loaded.bundle
         self.session = self.loaded.session
         m = self.bundle.manifest
@@ -149,6 +150,26 @@ class PoseEstimator:
         out = self._keypoints(np.asarray(crops_bgr), self.last_timings)
         self.last_timings["total"] = time.perf_counter() - t0
         return out
+
+    def predict_next(self, frame_bgr: np.ndarray, detect_every: int = 1) -> list[Person]:
+        """People in the next frame of a stream: the detector every `detect_every` frames, boxes carried from the
+        previous frame's keypoints in between (edge_pose.detect.carry). last_timings["detected"] says which."""
+        from edge_pose.detect.carry import EveryN
+
+        if self.detector is None:
+            return self.predict(frame_bgr)
+        if self._stream is None or self._stream.every != detect_every:
+            self._stream = EveryN(self.detector, detect_every)
+        t0 = time.perf_counter()
+        boxes = self._stream.boxes(frame_bgr)
+        spent = time.perf_counter() - t0
+        people = self.predict(frame_bgr, boxes)
+        self._stream.update(people, frame_bgr.shape)
+        self.last_timings["detect"] = spent if self._stream.detected else 0.0
+        self.last_timings["carry"] = 0.0 if self._stream.detected else spent
+        self.last_timings["detected"] = self._stream.detected
+        self.last_timings["total"] += spent
+        return people
 
     def predict(self, image_bgr: np.ndarray, boxes=None) -> list[Person]:
         """People in one image; `boxes` [N, 4|5] (x, y, w, h[, score]) in image px; None: the detector's boxes,

@@ -135,3 +135,25 @@ def test_a_detector_beside_the_pose_bundles_is_found_and_used(detectors, simpleb
     assert np.isfinite(np.stack([p.keypoints for p in people])).all()
     r = _cli("explain", str(both), "--device", "generic-x86-64")
     assert r.returncode == 0 and "detector:" in r.stdout, r.stdout + r.stderr
+
+
+def test_detection_every_n_frames_carries_boxes_from_the_last_keypoints(detectors, simplebaseline_ov_bundle):
+    """predict_next(frame, detect_every=3): the detector on frames 0 and 3, boxes carried from the previous people
+    on frames 1 and 2; the same people are found, close to where detecting every frame puts them."""
+    import cv2
+
+    from edge_pose import PoseEstimator
+
+    out, _ = detectors
+    image = cv2.imread(str(coco_mini() / "000000040083.jpg"))
+    est = PoseEstimator(simplebaseline_ov_bundle.path, device="generic-x86-64",
+                        detector=out / "ssdlite-mobilenetv2-person-openvino-fp32")
+    every = est.predict(image)
+    ran = []
+    for i in range(4):
+        frame = np.ascontiguousarray(np.roll(image, 2 * i, axis=1))  # people move 2 px a frame
+        people = est.predict_next(frame, detect_every=3)
+        ran.append(est.last_timings["detected"])
+        assert len(people) >= len([p for p in every if (p.scores >= 0.3).sum() >= 3]) - 1
+    assert ran == [True, False, False, True]
+    assert est.last_timings["detect"] > 0 and est.last_timings["carry"] == 0.0
