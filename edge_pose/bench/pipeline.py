@@ -36,21 +36,24 @@ def _frames(path: Path):
         yield frame, time.perf_counter() - t0
 
 
-def time_pipeline(variant, input_path: str, runs: int, boxes: str = "hog") -> dict:
-    """Per-stage p50 (ms) and end-to-end FPS for one loaded variant, over `runs` frames after one warm-up frame."""
-    from edge_pose.boxes import BoxError, box_source
+def time_pipeline(variant, input_path: str, runs: int, boxes: str = "frame", detector=None, detect_every: int = 1,
+                  progress=None) -> dict:
+    """Per-stage p50 (ms) and end-to-end FPS for one loaded variant, over `runs` frames after one warm-up frame.
+
+    boxes: "frame", "hog" or a COCO file (edge_pose.boxes), or "detector" with `detector` (a Detector) run every
+    `detect_every` frames, boxes carried from the last keypoints in between."""
+    from edge_pose.boxes import box_source
     from edge_pose.estimator import PoseEstimator
 
     path = Path(input_path)
     if not path.exists():
         raise EdgePoseError(f"{path}: no such image or video")
-    try:
-        detector = box_source(boxes)
-    except BoxError:
-        detector, boxes = box_source("frame"), "frame"
     chosen = variant.loaded.chosen
     est = PoseEstimator(variant.bundle, threads=variant.threads, backend=chosen.backend,
-                        accelerator=chosen.accelerator)
+                        accelerator=chosen.accelerator, allow_degraded=True, detector=detector)
+    if boxes == "detector" and detector is None:
+        raise EdgePoseError("bench --pipeline --boxes detector needs --detector BUNDLE_OR_DIR")
+    source = None if boxes == "detector" else box_source(boxes)
     stages = {k: [] for k in ("read", "boxes", "crop", "infer", "decode", "total")}
     frames = _frames(path)
     people = 0
@@ -58,10 +61,16 @@ def time_pipeline(variant, input_path: str, runs: int, boxes: str = "hog") -> di
         t0 = time.perf_counter()
         frame, read_s = next(frames)
         t1 = time.perf_counter()
-        found = detector.boxes(frame, path.name)
-        t2 = time.perf_counter()
-        result = est.predict(frame, found if len(found) else None)
+        if source is None:
+            result = est.predict_next(frame, detect_every)
+            t2 = t1 + est.last_timings["detect"] + est.last_timings.get("carry", 0.0)
+        else:
+            found = source.boxes(frame, path.name)
+            t2 = time.perf_counter()
+            result = est.predict(frame, found if len(found) else None)
         total = time.perf_counter() - t0
+        if progress:
+            progress(i, runs)
         if i == 0:
             continue  # warm-up frame
         people += len(result)
@@ -71,6 +80,6 @@ def time_pipeline(variant, input_path: str, runs: int, boxes: str = "hog") -> di
             stages[k].append(est.last_timings.get(k, 0.0))
         stages["total"].append(total)
     p50 = {k: float(np.median(v) * 1e3) for k, v in stages.items()}
-    return {"label": variant.label, "input": str(path), "frames": runs, "boxes": boxes,
+    return {"label": variant.label, "input": str(path), "frames": runs, "boxes": boxes, "detect_every": detect_every,
             "people_per_frame": people / runs, "stage_p50_ms": p50,
             "fps": 1.0 / float(np.mean(stages["total"]))}

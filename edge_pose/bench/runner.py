@@ -53,7 +53,7 @@ def make_variants(paths: list[str], threads: list[int | None]) -> tuple[list[Var
     """One variant per bundle and thread count; bad bundles in a directory are returned as refused."""
     variants, refused = [], []
     for path in paths:
-        resolved = resolve_bundles(path, task="pose")
+        resolved = resolve_bundles(path)  # pose and detect bundles: both are measured and recorded
         refused += resolved.refused
         for bundle in resolved.bundles:
             for t in threads:
@@ -67,25 +67,28 @@ def load_variant(v: Variant, options: dict) -> None:
     from edge_pose.select import open_best
 
     t0 = time.perf_counter()
-    v.loaded = open_best(v.bundle, **{**options, "threads": v.threads, "allow_degraded": True, "records": False})
+    v.loaded = open_best(v.bundle, **{**options, "threads": v.threads, "allow_degraded": True, "records": False,
+                                      "task": v.bundle.manifest.task})
     v.load_s = time.perf_counter() - t0
 
 
 def run_interleaved(variants: list[Variant], runs: int, warmup: int, progress=None) -> None:
     """Warm every variant up, then time one inference of each in turn (A B A B ...), `runs` rounds."""
     inputs = {id(v): sample_input(v.bundle) for v in variants}
+    run = {id(v): v.loaded.session.run if v.bundle.manifest.task == "detect" else v.loaded.session.infer
+           for v in variants}
     for v in variants:
         x = inputs[id(v)]
         t0 = time.perf_counter()
-        v.loaded.session.infer(x)
+        run[id(v)](x)
         v.first_ms = (time.perf_counter() - t0) * 1e3
         for _ in range(warmup):
-            v.loaded.session.infer(x)
+            run[id(v)](x)
     for i in range(runs):
         for v in variants:
             x = inputs[id(v)]
             t0 = time.perf_counter()
-            v.loaded.session.infer(x)
+            run[id(v)](x)
             v.times.append(time.perf_counter() - t0)
         if progress:
             progress(i + 1, runs)
@@ -97,6 +100,7 @@ def variant_result(v: Variant) -> dict[str, Any]:
         "label": v.label,
         "bundle": str(v.bundle.path),
         "model": m.model.get("name"),
+        "task": m.task,
         "format": m.format,
         "precision": m.precision,
         "input_size": [m.input.height, m.input.width],

@@ -26,6 +26,12 @@ def add_arguments(p) -> None:
     p.add_argument("--runs", type=int, default=50, help="timed inferences per variant (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="discarded inferences per variant (default 5)")
     p.add_argument("--pipeline", metavar="IMAGE_OR_VIDEO", help="also time the whole pipeline per stage on this input")
+    p.add_argument("--boxes", default=None, metavar="frame|hog|detector|FILE",
+                   help="--pipeline's person boxes (default: the detector when there is one, else the whole frame)")
+    p.add_argument("--detector", metavar="BUNDLE_OR_DIR",
+                   help="--pipeline's person detector (default: a detect bundle beside the pose bundles)")
+    p.add_argument("--detect-every", type=int, default=1, metavar="N",
+                   help="--pipeline: run the detector every N frames, carrying boxes from the keypoints between")
     p.add_argument("--pin", metavar="CORES", help="pin to these cores, e.g. 2,3")
     p.add_argument("--json", metavar="OUT", help="write results JSON here")
     p.add_argument("--out", metavar="DIR", help="(report) output directory")
@@ -109,7 +115,10 @@ def run(args) -> int:
     if args.pipeline:
         from edge_pose.bench.pipeline import time_pipeline
 
-        doc["pipeline"] = [time_pipeline(v, args.pipeline, args.runs) for v in measured]
+        detector, boxes = _pipeline_boxes(args)
+        doc["pipeline"] = [time_pipeline(v, args.pipeline, args.runs, boxes, detector, args.detect_every,
+                                         _progress(f"pipeline {v.label}"))
+                           for v in measured if v.bundle.manifest.task == "pose"]
     _print_table(doc)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -122,6 +131,25 @@ def run(args) -> int:
         Path(args.json).write_text(json.dumps(doc, indent=1, default=str) + "\n")
         print(f"results: {args.json}", file=sys.stderr)
     return 0 if measured else 2
+
+
+def _pipeline_boxes(args):
+    """(Detector or None, box source name) for --pipeline."""
+    from edge_pose.errors import EdgePoseError
+    from edge_pose.estimator import find_detector
+
+    if args.detect_every < 1:
+        raise EdgePoseError(f"--detect-every must be at least 1, got {args.detect_every}")
+    path = args.detector or (find_detector(args.paths[0]) if args.boxes in (None, "detector") else None)
+    if path is None:
+        if args.boxes == "detector":
+            raise EdgePoseError("--boxes detector: no detector (give --detector BUNDLE_OR_DIR)")
+        return None, args.boxes or "frame"
+    from edge_pose.cli import selection
+    from edge_pose.detect.bundle import open_detector
+
+    opts = {k: v for k, v in selection.options(args).items() if k not in ("device", "threads")}
+    return open_detector(path, device=args.device, **opts), "detector"
 
 
 def _device(name: str) -> dict:
