@@ -83,7 +83,7 @@ class MqttSink:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
         was = self.connected
         self.connected = False
-        if not self._stop.is_set():
+        if not self._stop.is_set() and was:  # a refused login keeps its own, more useful, reason
             self.last_error = f"disconnected: {reason_code}"
             if was:
                 log.warning("mqtt: lost %s:%d (%s); buffering up to %d messages", self.host, self.port,
