@@ -102,16 +102,20 @@ class CocoBoxes:
 
 
 def read_json(path: Path):
+    from edge_pose.jsonio import JsonLimitError, loads
+
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BoxError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BoxError(f"{path}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
     except UnicodeDecodeError:
         raise BoxError(f"{path}: not a text JSON file") from None
+    try:
+        return loads(text)  # depth and number limits: a hostile file must not crash the reader
+    except json.JSONDecodeError as exc:
+        raise BoxError(f"{path}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except JsonLimitError as exc:
+        raise BoxError(f"{path}: refused JSON ({exc})") from None
 
 
 def _hog_class():

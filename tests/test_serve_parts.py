@@ -364,3 +364,25 @@ def test_good_addresses_parse(tmp_path, bundle_dir, capsys, monkeypatch):
     code = cli_main(["serve", "--check-config", "/dev/null", "--bundle", str(bundle_dir), "--source", "0",
                      "--http", "[::1]:8081", "--jsonl", str(tmp_path / "p.jsonl"), "--threads", "2"])
     assert code == 0 and "http ::1:8081" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100000 + "]" * 100000, "refused JSON (nested more than 64 levels deep)"),
+    ("[" * 65 + "]" * 65, "refused JSON (nested more than 64 levels deep)"),
+    ('[{"image_id": 1, "bbox": [0, 0, NaN, 5], "score": 1, "category_id": 1}]', "NaN is not a JSON number"),
+    ('[{"image_id": 1, "bbox": [0, 0, 1e999, 5], "score": 1, "category_id": 1}]', "number out of range"),
+    ("[" + "9" * 5000 + "]", "refused JSON (Exceeds the limit"),
+])
+def test_hostile_box_files_are_one_line_not_a_traceback(tmp_path, bundle_dir, text, message):
+    """A COCO detections file nested 100000 deep once crashed --check-config with a RecursionError."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (tmp_path / "dets.json").write_text(text)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\nbundle = "{bundle_dir}"\n[source]\nuri = "{images}"\n'
+                   f'[persons]\nboxes = "{tmp_path / "dets.json"}"\n')
+    run = subprocess.run([str(EDGE_POSE), "serve", "--check-config", str(cfg)], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, timeout=60)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and message in lines[0], run.stderr[-2000:]
+    assert "[persons] boxes" in lines[0] and "dets.json" in lines[0]
