@@ -85,9 +85,10 @@ class DeadlineReader(io.RawIOBase):
         self.sock, self.write_timeout = sock, write_timeout
         self.deadline = time.monotonic() + 5.0
         self.budget: int | None = None
+        self.got = 0  # bytes received since arm()
 
     def arm(self, seconds: float, budget: int | None) -> None:
-        self.deadline, self.budget = time.monotonic() + seconds, budget
+        self.deadline, self.budget, self.got = time.monotonic() + seconds, budget, 0
 
     def readable(self) -> bool:
         return True
@@ -106,6 +107,7 @@ class DeadlineReader(io.RawIOBase):
             self.sock.settimeout(self.write_timeout)
         if self.budget is not None:
             self.budget -= n
+        self.got += n
         return n
 
 
@@ -130,8 +132,23 @@ class Handler(BaseHTTPRequestHandler):
             self.app.m.http_limited.inc(reason="headers")
             body = jsonio.dumps({"error": f"request line and headers exceed {limits.max_header_bytes} bytes"})
             self._raw_reply(431, "Request Header Fields Too Large", body)
+            self._drain()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _drain(self, limit: int = 65536, seconds: float = 0.5) -> None:
+        """Read (a little of) what the client is still sending, so that closing does not reset the connection
+        before the client has read our error reply."""
+        deadline = time.monotonic() + seconds
+        try:
+            while limit > 0 and time.monotonic() < deadline:
+                self.connection.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = self.connection.recv(min(limit, 16384))
+                if not chunk:
+                    break
+                limit -= len(chunk)
+        except OSError:
+            pass
 
     def _raw_reply(self, code: int, reason: str, body: str) -> None:
         data = (body + "\n").encode()
@@ -143,8 +160,8 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def log_error(self, fmt, *args):
-        if fmt.startswith("Request timed out"):
-            self.app.m.http_limited.inc(reason="timeout")
+        if fmt.startswith("Request timed out"):  # idle: nothing of a next request arrived (keep-alive end)
+            self.app.m.http_limited.inc(reason="timeout" if self._reader.got else "idle")
         self.log_message(fmt, *args)
 
     def log_message(self, fmt, *args):
