@@ -283,7 +283,11 @@ class Daemon:
             while not self._stop.wait(0.5):
                 if self._reload_wanted.is_set():
                     self._reload_wanted.clear()
-                    self.reload()
+                    try:
+                        self.reload()
+                    except Exception as exc:  # a reload must never take a running daemon down
+                        self.reload_status["last_error"] = f"{type(exc).__name__}: {exc}"
+                        log.exception("SIGHUP: reload failed; running on")
                 for sink in self.sinks:
                     sink.maintain()
                 if not self.pipeline.is_alive():
