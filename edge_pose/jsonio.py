@@ -1,18 +1,69 @@
-"""Strict JSON out: NaN and Infinity are not JSON, and a reader (browser, jq, a JSON-lines consumer) rejects the
-whole document for one such number. `dumps` refuses them (ValueError) instead of writing invalid output.
+"""Strict JSON out: NaN and Infinity are not JSON, and a results file holding them looks valid to some readers
+(Python's json) and breaks others (browsers, jq, pycocotools' strict loaders). Everything we write goes through here.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 
-def dumps(obj: Any, **kw: Any) -> str:
-    """json.dumps with allow_nan=False: a non-finite float raises ValueError rather than produce invalid JSON."""
-    kw["allow_nan"] = False
-    return json.dumps(obj, **kw)
+def finite(x, default=None):
+    """float(x) when it is a finite number, else `default` (None becomes JSON null): for values that may be NaN."""
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return default
+    return value if math.isfinite(value) else default
 
+
+def _first_non_finite(obj, where: str = "$", depth: int = 0) -> str | None:
+    """JSON path of the first NaN/Infinity in obj (for the error line), or None."""
+    if depth > 200:
+        return None
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else where
+    if isinstance(obj, dict):
+        items = ((f"{where}.{k}", v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for path, value in items:
+        found = _first_non_finite(value, path, depth + 1)
+        if found:
+            return found
+    return None
+
+
+def dumps(obj, **kw) -> str:
+    """json.dumps with allow_nan=False always; ValueError names where the first non-finite number is."""
+    kw["allow_nan"] = False
+    try:
+        return json.dumps(obj, **kw)
+    except ValueError as exc:
+        where = _first_non_finite(obj)
+        if where is None:
+            raise
+        raise ValueError(f"refusing to write a non-finite number (NaN or Infinity) at {where}") from exc
+
+
+def write(path, obj, **kw) -> None:
+    """dumps(obj) to path atomically (temporary file then rename): a failure never leaves a half-written file."""
+    path = Path(path)
+    text = dumps(obj, **kw) + "\n"
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# Reading: JSON from outside (files a user points us at) is parsed with limits, so that a hostile file cannot crash
+# the reader (json recurses once per nesting level) or smuggle in numbers JSON does not have.
 
 MAX_DEPTH = 64
 
