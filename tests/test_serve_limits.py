@@ -171,6 +171,40 @@ def test_stalled_body_gets_408(daemon):
     assert b"body not received within 2.0 s" in reply
 
 
+def test_an_oversized_body_is_refused_before_it_is_sent(daemon):
+    """The server speaks HTTP/1.0 (no "100 Continue"): a client announcing an oversized body (curl does, with
+    Expect: 100-continue, and waits) gets the 413 at once, not a connection reset after uploading."""
+    with socket.create_connection(("127.0.0.1", daemon["port"]), timeout=10) as s:
+        s.sendall(b"POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: 900000000\r\n\r\n")
+        reply = _read_all(s)
+    assert reply.startswith(b"HTTP/1.0 413 ") or reply.startswith(b"HTTP/1.1 413 "), reply[:200]
+    assert b"100 Continue" not in reply and b"exceeds the" in reply
+
+
+def test_uploads_held_in_memory_are_bounded(daemon):
+    """Two stalled uploads hold both upload slots: a third POST is told to retry (503) at once instead of adding
+    another body to memory; once the stalled ones are cut (408), uploads work again."""
+    base, port, jpeg = daemon["base"], daemon["port"], daemon["jpeg"]
+    head = (b"POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+            % len(jpeg))
+    stalled = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(2)]
+    try:
+        for s in stalled:
+            s.sendall(head + jpeg[:100])
+        time.sleep(0.5)
+        status, _, body = http(base + "/v1/infer", data=jpeg, headers={"Content-Type": "image/jpeg"}, method="POST")
+        assert status == 503 and "busy with other uploads" in strict_json(body)["error"], body
+        for s in stalled:
+            assert b" 408 " in _read_all(s).split(b"\r\n", 1)[0]
+    finally:
+        for s in stalled:
+            s.close()
+    status, _, body = http(base + "/v1/infer", data=jpeg, headers={"Content-Type": "image/jpeg"}, method="POST")
+    assert status == 200, body
+    assert metric(_metrics(base), "edge_pose_infer_requests_total", '{result="busy"}') >= 1
+
+
 def test_connection_flood_is_refused_past_the_bound_and_recovers(daemon):
     base, port = daemon["base"], daemon["port"]
     idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(MAX_CONNECTIONS)]

@@ -43,6 +43,8 @@ ROUTE_LABELS = ("/", "/healthz", "/readyz", "/metrics", "/v1/info", "/v1/poses/l
                 "/v1/frame.jpg", "/v1/infer")
 SSE_KEEPALIVE_S = 10.0
 STREAM_SNDBUF = 16384
+UPLOAD_SLOTS = 2  # POST bodies held in memory at once
+INFER_WAIT_S = 5.0  # how long a POST waits for the one inference before it is told to retry
 
 
 class HttpError(Exception):
@@ -221,6 +223,8 @@ class Handler(BaseHTTPRequestHandler):
             handler()
         except HttpError as exc:
             self._json(exc.code, {"error": exc.message}, exc.headers)
+            if getattr(self, "_unread_body", False):
+                self._drain(limit=1 << 20, seconds=1.0)
         except TimeoutError:  # the client stopped reading (or sending): cut, counted
             self.app.m.http_limited.inc(reason="timeout")
             self.close_connection = True
@@ -320,24 +324,45 @@ class Handler(BaseHTTPRequestHandler):
     def _infer(self):
         limits = self.app.cfg.http
         self.close_connection = True  # never reuse a connection whose body we may not have read
+        self._unread_body = True  # an early error reply drains a little of the body (see _dispatch)
+        try:
+            n = self._infer_length(limits)
+            boxes = None
+            query = parse_qs(urlsplit(self.path).query)
+            if "boxes" in query:  # checked (and capped) before the body is even read
+                boxes = parse_boxes(query["boxes"][0], self.app.cfg.persons.max_people)
+        except HttpError:
+            self.app.m.infer_requests.inc(result="rejected")
+            raise
+        # at most UPLOAD_SLOTS bodies in memory at once, whatever max_connections is
+        if not self.server.upload_slots.acquire(blocking=False):
+            self.app.m.infer_requests.inc(result="busy")
+            raise HttpError(503, "busy with other uploads; retry", {"Retry-After": "1"})
+        try:
+            result = self._infer_body(limits, n, boxes)
+        finally:
+            self.server.upload_slots.release()
+        self.app.m.infer_requests.inc(result="ok")
+        self._json(200, result)
+
+    def _infer_length(self, limits) -> int:
         ctype = self.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip().lower()
         if ctype not in IMAGE_TYPES:
-            self.app.m.infer_requests.inc(result="rejected")
             raise HttpError(415, f"Content-Type {ctype!r} not accepted; send image bytes ({', '.join(IMAGE_TYPES)})")
         length = self.headers.get("Content-Length")
         if length is None:
-            self.app.m.infer_requests.inc(result="rejected")
             raise HttpError(411, "Content-Length required")
         try:
             n = int(length)
             if n < 0:
                 raise ValueError
         except ValueError:
-            self.app.m.infer_requests.inc(result="rejected")
-            raise HttpError(400, f"bad Content-Length {length!r}") from None
+            raise HttpError(400, f"bad Content-Length {length[:40]!r}") from None
         if n > limits.max_body_bytes:
-            self.app.m.infer_requests.inc(result="rejected")
             raise HttpError(413, f"body of {n} bytes exceeds the {limits.max_body_bytes}-byte limit")
+        return n
+
+    def _infer_body(self, limits, n: int, boxes) -> dict:
         self._reader.arm(limits.body_timeout_s, None)
         try:
             data = self.rfile.read(n)
@@ -345,33 +370,30 @@ class Handler(BaseHTTPRequestHandler):
             self.app.m.infer_requests.inc(result="rejected")
             self.app.m.http_limited.inc(reason="timeout")
             raise HttpError(408, f"body not received within {limits.body_timeout_s} s") from None
-        if len(data) != n:
-            self.app.m.infer_requests.inc(result="rejected")
-            raise HttpError(400, f"body ended after {len(data)} of {n} bytes")
-        boxes = None
-        query = parse_qs(urlsplit(self.path).query)
+        self._unread_body = False
         try:
-            if "boxes" in query:
-                boxes = parse_boxes(query["boxes"][0], self.app.cfg.persons.max_people)
+            if len(data) != n:
+                raise HttpError(400, f"body ended after {len(data)} of {n} bytes")
             try:
                 fmt, h, w = image_size(data)
             except ImageHeaderError as exc:
                 raise HttpError(415 if "not a JPEG" in str(exc) else 400, str(exc)) from None
             if h * w > limits.max_pixels:
                 raise HttpError(413, f"{fmt} image of {h}x{w} pixels exceeds the {limits.max_pixels}-pixel limit")
-            if not self.server.infer_slot.acquire(blocking=False):  # one at a time: the pipeline shares the model
-                self.app.m.infer_requests.inc(result="busy")
-                raise HttpError(503, "busy with another inference; retry", {"Retry-After": "1"})
-            try:
-                result = self.app.infer(data, boxes)
-            finally:
-                self.server.infer_slot.release()
-        except HttpError as exc:
-            if exc.code != 503:
-                self.app.m.infer_requests.inc(result="rejected")
+        except HttpError:
+            self.app.m.infer_requests.inc(result="rejected")
             raise
-        self.app.m.infer_requests.inc(result="ok")
-        self._json(200, result)
+        # one inference at a time (the pipeline shares the model); wait a little for the one before
+        if not self.server.infer_slot.acquire(timeout=INFER_WAIT_S):
+            self.app.m.infer_requests.inc(result="busy")
+            raise HttpError(503, "busy with another inference; retry", {"Retry-After": "1"})
+        try:
+            return self.app.infer(data, boxes)
+        except HttpError:
+            self.app.m.infer_requests.inc(result="rejected")
+            raise
+        finally:
+            self.server.infer_slot.release()
 
 
 def token_matches(header: str, token: str) -> bool:
@@ -405,6 +427,7 @@ class Server(ThreadingHTTPServer):
     def setup_limits(self, max_connections: int, exposed: bool, on_refused) -> None:
         self._slots = threading.BoundedSemaphore(max_connections)
         self.infer_slot = threading.Lock()
+        self.upload_slots = threading.BoundedSemaphore(UPLOAD_SLOTS)
         self.exposed, self.on_refused = exposed, on_refused
 
     def process_request(self, request, client_address):
