@@ -106,6 +106,21 @@ def test_oversized_headers_get_431(daemon):
     assert b"exceed 16384 bytes" in reply
 
 
+@pytest.mark.parametrize("request_bytes, code", [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431),
+    (b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+])
+def test_malformed_requests_get_one_line_json(daemon, request_bytes, code):
+    with socket.create_connection(("127.0.0.1", daemon["port"]), timeout=10) as s:
+        s.sendall(request_bytes)
+        reply = _read_all(s)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(code).encode(), head
+    assert b"Content-Type: application/json" in head and body.count(b"\n") == 1, reply
+    assert strict_json(body)["error"]
+
+
 def _read_all(s: socket.socket) -> bytes:
     chunks = []
     while True:

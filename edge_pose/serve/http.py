@@ -161,6 +161,22 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def send_error(self, code, message=None, explain=None):
+        """The standard library's own rejections (bad request line, too many headers, unknown method) as one-line
+        JSON like every other error here, not its HTML page."""
+        short = self.responses.get(code, ("error",))[0]
+        body = (jsonio.dumps({"error": " ".join(str(message or short).split())[:200]}) + "\n").encode()
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":  # a garbled request line: still a status line
+            self.request_version = "HTTP/1.0"
+        self.send_response(code, short)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if getattr(self, "command", "") != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+        self.close_connection = True
+
     def log_error(self, fmt, *args):
         if fmt.startswith("Request timed out"):  # idle: nothing of a next request arrived (keep-alive end)
             self.app.m.http_limited.inc(reason="timeout" if self._reader.got else "idle")
