@@ -325,6 +325,8 @@ def check_boxes(cfg: ServeConfig, bad) -> None:
         box_source(spec)
     except EdgePoseError as exc:
         bad("persons", "boxes", str(exc))
+    except Exception as exc:  # an OpenCV or file-system error: still one line, never a traceback
+        bad("persons", "boxes", f"cannot use {spec}: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
 
 
 def check_bundle(cfg: ServeConfig, bad) -> None:
