@@ -7,6 +7,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 
 def finite(x, default=None):
@@ -91,3 +92,51 @@ def check_depth(text: str, limit: int, where: str) -> None:
     depth = nesting_depth(text)
     if depth > limit:
         raise ValueError(f"{where}: JSON nested {depth} levels deep (at most {limit})")
+
+
+# Reading: JSON from outside (files a user points us at) is parsed with limits, so that a hostile file cannot crash
+# the reader (json recurses once per nesting level) or smuggle in numbers JSON does not have.
+
+MAX_DEPTH = 64
+
+
+class JsonLimitError(ValueError):
+    """JSON that parses but is beyond what a reader of ours accepts (too deep, NaN, a huge number); one line."""
+
+
+def _refuse_constant(name: str):
+    raise JsonLimitError(f"{name} is not a JSON number")
+
+
+def check_limits(obj: Any, max_depth: int = MAX_DEPTH) -> None:
+    """Walk a parsed document without recursion: JsonLimitError past max_depth levels or at a non-finite number."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, list):
+            if isinstance(node, float) and not math.isfinite(node):
+                raise JsonLimitError(f"number out of range ({node})")
+            continue
+        if depth > max_depth:
+            raise JsonLimitError(f"nested more than {max_depth} levels deep")
+        stack.extend((child, depth + 1) for child in node if isinstance(child, (list, dict, float)))
+
+
+def loads(text: str, max_depth: int = MAX_DEPTH) -> Any:
+    """json.loads for input from outside: at most `max_depth` levels, no NaN/Infinity, no number that overflows
+    (1e999), no integer past Python's digit limit. json.JSONDecodeError for bad syntax, JsonLimitError past a limit."""
+    depth = nesting_depth(text)  # first: the parser's RecursionError guard is gone once a library lifts the limit
+    if depth > max_depth:
+        raise JsonLimitError(f"nested {depth} levels deep (at most {max_depth})")
+    try:
+        obj = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:  # the C parser recurses once per level and gives up near the interpreter's limit
+        raise JsonLimitError(f"nested more than {max_depth} levels deep") from None
+    except ValueError as exc:
+        if isinstance(exc, (json.JSONDecodeError, JsonLimitError)):
+            raise
+        raise JsonLimitError(" ".join(str(exc).split())[:120]) from None  # e.g. an integer of 5000 digits
+    check_limits(obj, max_depth)
+    return obj

@@ -24,6 +24,8 @@ from shared import ROOT, coco_mini, missing
 
 EDGE_POSE = ROOT / ".venv" / "bin" / "edge-pose"
 MOSQUITTO = Path("/usr/sbin/mosquitto")
+MOSQUITTO_PASSWD = Path("/usr/bin/mosquitto_passwd")
+OPENSSL = Path("/usr/bin/openssl")
 CHROMIUM = Path("/usr/bin/chromium")
 PERSON_IMAGE = "000000000785.jpg"  # one skier filling the frame: whole-frame boxes fit
 
@@ -80,18 +82,51 @@ def make_video(path: Path, fps: float = 10.0) -> Path:
     return path
 
 
-class Broker:
-    """mosquitto on a loopback port, with persistence so sessions survive stop()/start()."""
+def make_tls_material(folder: Path, name: str = "test") -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it (EC P-256, two days), made with the openssl CLI."""
+    need_binary(OPENSSL)
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (folder / f"{name}-{n}" for n in ("ca.key", "ca.crt", "server.key", "server.csr",
+                                                                     "server.crt"))
+    ext = folder / f"{name}-server.ext"
+    ext.write_text("subjectAltName = IP:127.0.0.1\nbasicConstraints = critical, CA:FALSE\n"
+                   "keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n"
+                   "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda *args: subprocess.run([str(OPENSSL), *args], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", f"/CN={name} test CA")
+    run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
+        "-days", "2", "-extfile", str(ext))
+    return {"ca": ca, "cert": cert, "key": key}
 
-    def __init__(self, workdir: Path, port: int | None = None):
+
+class Broker:
+    """mosquitto on a loopback port, with persistence so sessions survive stop()/start(); optionally TLS-only with
+    a password file (users: {name: password}, hashed by mosquitto_passwd)."""
+
+    def __init__(self, workdir: Path, port: int | None = None, tls: dict | None = None, users: dict | None = None):
         need_binary(MOSQUITTO)
         self.port = port or free_port()
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"
         # `user`: as root, mosquitto would switch to user "mosquitto", which cannot write the persistence file here
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {self.dir}/\nautosave_interval 1\nuser {getpass.getuser()}\n")
+        lines = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.dir}/",
+                 "autosave_interval 1", f"user {getpass.getuser()}"]
+        if tls:
+            lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}"]
+        if users:
+            need_binary(MOSQUITTO_PASSWD)
+            pw = self.dir / "passwords"
+            pw.write_text("")
+            for user, password in users.items():
+                subprocess.run([str(MOSQUITTO_PASSWD), "-b", str(pw), user, password], check=True,
+                               capture_output=True)
+            lines += ["allow_anonymous false", f"password_file {pw}"]
+        else:
+            lines += ["allow_anonymous true"]
+        self.conf.write_text("\n".join(lines) + "\n")
         self.proc = None
 
     def start(self) -> "Broker":
@@ -118,7 +153,8 @@ class Broker:
 class Subscriber:
     """paho subscriber with a persistent session (QoS 1): collects result sequence numbers from a topic."""
 
-    def __init__(self, port: int, topic: str, client_id: str):
+    def __init__(self, port: int, topic: str, client_id: str, ca: Path | None = None,
+                 login: tuple[str, str] | None = None):
         import paho.mqtt.client as mqtt
 
         self.messages: list[dict] = []
@@ -129,6 +165,10 @@ class Subscriber:
         c.on_subscribe = lambda *a: self.subscribed.set()
         c.on_message = self._on_message
         c.reconnect_delay_set(1, 2)
+        if ca is not None:
+            c.tls_set(ca_certs=str(ca))
+        if login is not None:
+            c.username_pw_set(*login)
         c.connect_async("127.0.0.1", port)
         c.loop_start()
         self.client = c

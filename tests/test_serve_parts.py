@@ -280,3 +280,110 @@ def test_port_in_use_is_one_error_line(tmp_path, bundle_dir):
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and f"[http] cannot listen on 127.0.0.1:{port}" in lines[0], run.stderr
+
+
+M = '[model]\nbundle = "{bundle}"\n'
+S = '[source]\nuri = "/dev/video0"\n'
+
+
+@pytest.mark.parametrize("body, key", [
+    (M + "[source]\nuri = 0\nfps = nan", "[source] fps: must be a finite number, got nan"),
+    (M + "[source]\nuri = 0\nreconnect_max_s = inf", "[source] reconnect_max_s: must be a finite number, got inf"),
+    (M + "[source]\nuri = 0\nreconnect_min_s = 5.0\nreconnect_max_s = 1.0",
+     "[source] reconnect_min_s: must be <= reconnect_max_s"),
+    (M + S + "[jsonl]\nflush_s = -inf", "[jsonl] flush_s: must be a finite number"),
+    (M + S + "[tracking]\nbeta = nan", "[tracking] beta: must be a finite number"),
+    (M + "threads = -1\n" + S, "[model] threads: must be 0..256"),
+    (M + "threads = 100000000000000000000\n" + S, "[model] threads: must be 0..256"),
+    (M + S + "[persons]\nmax_people = 0", "[persons] max_people: must be 1..256"),
+    (M + S + "[http]\nport = true", "[http] port: expected an integer, got True"),
+    (M + S + '[http]\nhost = "[::1"', "[http] host: '[::1' is not an IP address or host name"),
+    (M + S + '[http]\nhost = ""', "[http] host: empty"),
+    (M + S + '[http]\nhost = "999.1.1.1"', "[http] host: '999.1.1.1' is not an IP address"),
+    (M + S + "[http]\nheader_timeout_s = 0", "[http] header_timeout_s: must be > 0"),
+    (S + "[model.bundle]\npath = 1", "[model] bundle: expected a string, got a table"),
+    ("model = 3\n" + S, "model: expected a [model] table, got 3"),
+    (M + "[[source]]\nuri = 1", "source: expected a [source] table, got an array"),
+    (M + "[source]\nuri = 1.5", "[source] uri: expected a string, got 1.5"),
+    (M + "[source]\nuri = 1979-05-27", "[source] uri: expected a string"),
+    (M + S + '[jsonl]\npath = "nul\\u0000byte"', "[jsonl] path: contains a NUL character"),
+    (M + S + '[mqtt]\nenabled = true\ntls = false\nca_file = "/etc/hostname"', "[mqtt] ca_file: set, but tls = false"),
+    (M + S + '[mqtt]\nenabled = true\ntls = true\nca_file = "/no/ca.pem"', "[mqtt] ca_file: no such file /no/ca.pem"),
+    (M + S + '[mqtt]\nenabled = true\npassword = "x"', "[mqtt] username: required when a password is set"),
+    (M + S + '[mqtt]\nenabled = true\nusername = "u"\npassword_file = "/no/pw"', "[mqtt] password_file: cannot read"),
+])
+def test_check_config_rejects_bad_values_types_and_nesting(tmp_path, bundle_dir, capsys, monkeypatch, body, key):
+    monkeypatch.delenv("EDGE_POSE_TOKEN", raising=False)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(body.replace("{bundle}", str(bundle_dir)))
+    code, lines = _cli(["serve", "--check-config", str(bad)], capsys)
+    assert code == 2, lines
+    assert all(line.startswith("edge-pose serve: error: ") for line in lines), lines
+    assert not any("Traceback" in line for line in lines)
+    assert any(str(bad) in line and key in line for line in lines), lines
+
+
+def test_check_config_lists_every_problem_one_line_each(tmp_path, bundle_dir, capsys, monkeypatch):
+    monkeypatch.delenv("EDGE_POSE_TOKEN", raising=False)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[model]\nbundle = "{bundle_dir}"\nthreads = -2\n[source]\nuri = 0\nfps = nan\n'
+                   f'reconnect_max_s = inf\n[http]\nport = "x"\n[jsonl]\npath = "{tmp_path}"\n[cams]\na = 1\n')
+    code, lines = _cli(["serve", "--check-config", str(bad)], capsys)
+    assert code == 2 and len(lines) == 6, lines
+    for key in ("[model] threads", "[source] fps", "[source] reconnect_max_s", "[http] port", "[jsonl] path",
+                "[cams]: unknown section"):
+        assert sum(key in line for line in lines) == 1, (key, lines)
+    assert f"{tmp_path} is a directory" in " ".join(lines)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--http", "[::1"], "--http: '[::1': '[' without ']'"),
+    (["--http", "[::1]x"], "--http: '[::1]x': expected ':PORT' after ']'"),
+    (["--http", "[1.2.3.4]:80"], "is not an IPv6 address"),
+    (["--http", "::1:8080"], "write an IPv6 address in brackets"),
+    (["--http", "127.0.0.1:http"], "port must be an integer 0..65535"),
+    (["--http", "bad host:80"], "is not an IP address or host name"),
+    (["--mqtt", "broker:99999"], "--mqtt: 'broker:99999': port must be an integer 0..65535"),
+    (["--threads", "0"], "--threads: must be >= 1, got 0"),
+])
+def test_flags_are_parsed_strictly(tmp_path, bundle_dir, capsys, monkeypatch, flags, message):
+    """An address typo is an error, never "all interfaces" (with a token set, '[::1' once bound every one)."""
+    monkeypatch.setenv("EDGE_POSE_TOKEN", "t0ken")
+    code, lines = _cli(["serve", "--check-config", "/dev/null", "--bundle", str(bundle_dir), "--source", "0",
+                        *flags], capsys)
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines
+
+
+def test_good_addresses_parse(tmp_path, bundle_dir, capsys, monkeypatch):
+    from edge_pose.serve.config import split_host_port
+
+    assert split_host_port("[::1]:8081", "--http", 80) == ("::1", 8081)
+    assert split_host_port("[::1]", "--http", 80) == ("::1", 80)
+    assert split_host_port(":9000", "--http", 80) == ("127.0.0.1", 9000)
+    assert split_host_port("cam-01.local:1883", "--mqtt", 1) == ("cam-01.local", 1883)
+    monkeypatch.setenv("EDGE_POSE_TOKEN", "t0ken")
+    code = cli_main(["serve", "--check-config", "/dev/null", "--bundle", str(bundle_dir), "--source", "0",
+                     "--http", "[::1]:8081", "--jsonl", str(tmp_path / "p.jsonl"), "--threads", "2"])
+    assert code == 0 and "http ::1:8081" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100000 + "]" * 100000, "refused JSON (nested more than 64 levels deep)"),
+    ("[" * 65 + "]" * 65, "refused JSON (nested more than 64 levels deep)"),
+    ('[{"image_id": 1, "bbox": [0, 0, NaN, 5], "score": 1, "category_id": 1}]', "NaN is not a JSON number"),
+    ('[{"image_id": 1, "bbox": [0, 0, 1e999, 5], "score": 1, "category_id": 1}]', "number out of range"),
+    ("[" + "9" * 5000 + "]", "refused JSON (Exceeds the limit"),
+])
+def test_hostile_box_files_are_one_line_not_a_traceback(tmp_path, bundle_dir, text, message):
+    """A COCO detections file nested 100000 deep once crashed --check-config with a RecursionError."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (tmp_path / "dets.json").write_text(text)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\nbundle = "{bundle_dir}"\n[source]\nuri = "{images}"\n'
+                   f'[persons]\nboxes = "{tmp_path / "dets.json"}"\n')
+    run = subprocess.run([str(EDGE_POSE), "serve", "--check-config", str(cfg)], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}, timeout=60)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and message in lines[0], run.stderr[-2000:]
+    assert "[persons] boxes" in lines[0] and "dets.json" in lines[0]

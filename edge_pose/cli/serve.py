@@ -21,21 +21,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--token", metavar="TOKEN",
                         help="HTTP bearer token (prefer [http] token_file or $EDGE_POSE_TOKEN: argv is visible)")
     parser.add_argument("--device", metavar="NAME", help="device profile or 'auto' ([model] device)")
+    parser.add_argument("--threads", type=int, metavar="N", help="runtime threads, >= 1 ([model] threads)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="[log] level")
-
-
-def _load(args):
-    from edge_pose.serve.config import ServeConfig, apply_flags, load_file, validate
-
-    path = args.check_config or args.config
-    cfg = load_file(path) if path else ServeConfig(origin="command line")
-    return validate(apply_flags(cfg, args))
 
 
 def run(args) -> int:
     import logging
+    import sys
 
-    cfg = _load(args)
+    from edge_pose.serve.config import ConfigError, load
+
+    try:
+        cfg = load(args.check_config or args.config, args)
+    except ConfigError as exc:  # every problem, one line each, so a deploy script sees them all at once
+        for line in exc.problems:
+            print(f"edge-pose serve: error: {line}", file=sys.stderr)
+        return 2
     if args.check_config:
         print(f"{args.check_config}: OK (bundle {cfg.model.bundle}, source {cfg.source.uri}, "
               f"http {'%s:%d' % (cfg.http.host, cfg.http.port) if cfg.http.enabled else 'off'}, "
@@ -48,6 +49,6 @@ def run(args) -> int:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from edge_pose.serve.daemon import Daemon
 
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, reload_config=lambda: load(args.config, args) if args.config else None)
     daemon.install_signals()
     return daemon.run()

@@ -46,12 +46,19 @@ def build_metrics(registry: Registry) -> SimpleNamespace:
         infer_requests=r.counter("edge_pose_infer_requests_total", "POST /v1/infer requests by outcome.", ("result",)),
         sse_dropped=r.counter("edge_pose_sse_dropped_total",
                               "Events dropped for stream clients too slow to take them."),
+        http_limited=r.counter("edge_pose_http_limited_total",
+                               "HTTP connections cut or refused by a limit (timeout, headers, connections).",
+                               ("reason",)),
+        reloads=r.counter("edge_pose_config_reloads_total", "SIGHUP config reloads by outcome.", ("result",)),
     )
 
 
 class Daemon:
-    def __init__(self, cfg: ServeConfig, estimator_factory=None):
+    def __init__(self, cfg: ServeConfig, estimator_factory=None, reload_config=None):
         self.cfg = cfg
+        self._reload_config = reload_config  # () -> a new validated ServeConfig (ConfigError if bad), or None
+        self._reload_wanted = threading.Event()
+        self.reload_status = {"reloads": 0, "last_error": "", "needs_restart": []}
         self.registry = Registry()
         self.m = build_metrics(self.registry)
         self.hub = Hub(sse_queue=cfg.http.sse_queue, on_sse_drop=self.m.sse_dropped.inc)
@@ -90,8 +97,12 @@ class Daemon:
             st = sink.status()
             if st.get("connected") is False:
                 out.append(f"{sink.name}: not connected ({st.get('last_error') or 'connecting'})")
+            if st.get("writing") is False:
+                out.append(f"{sink.name}: not writing ({st.get('last_error')})")
             if st.get("last_drop_time", 0) > recent:
                 out.append(f"{sink.name}: {st['dropped']} messages dropped")
+        if self.reload_status["last_error"]:
+            out.append(f"config reload failed (old config kept): {self.reload_status['last_error']}")
         return out
 
     def health(self) -> tuple[bool, dict]:
@@ -102,7 +113,8 @@ class Daemon:
                 "uptime_s": round(time.time() - self.started, 1), "problems": problems,
                 "source": self.capture.status() if self.capture else None,
                 "pipeline": self.pipeline.status() if self.pipeline else None,
-                "sinks": {s.name: s.status() for s in self.sinks}, "backend": self.backend}
+                "sinks": {s.name: s.status() for s in self.sinks}, "backend": self.backend,
+                "config": dict(self.reload_status)}
         return not dead, body
 
     def ready(self) -> tuple[bool, dict]:
@@ -128,6 +140,10 @@ class Daemon:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise HttpError(400, "cannot decode the image (corrupt or truncated)")
+        h, w = image.shape[:2]
+        for x, y, bw, bh in (boxes or []):
+            if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
+                raise HttpError(400, f"boxes: {x:g},{y:g},{bw:g},{bh:g} lies outside the {h}x{w} image")
         if boxes is None and self.cfg.persons.boxes in ("whole", "frame", "hog"):
             boxes = self.find_boxes(image, None)  # a COCO file cannot name an uploaded image: whole frame then
         t0 = time.perf_counter()
@@ -136,7 +152,6 @@ class Daemon:
         except EdgePoseError as exc:
             raise HttpError(400, str(exc)) from None
         stage["total"] = time.perf_counter() - t0
-        h, w = image.shape[:2]
         return {"image": {"height": h, "width": w}, "people": [person_json(p) for p in people],
                 "timings_ms": timings_ms(stage)}
 
@@ -153,6 +168,33 @@ class Daemon:
     def install_signals(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, lambda signum, frame: self._reload_wanted.set())
+
+    def reload(self) -> None:
+        """SIGHUP: read the config again; apply what can change live, name what needs a restart, keep the old
+        config (and say so in /healthz) when the new one is bad. The JSON-lines file is reopened (logrotate)."""
+        from edge_pose.serve.config import ConfigError
+        from edge_pose.serve.reload import apply_live
+
+        try:
+            new = self._reload_config() if self._reload_config else None
+        except ConfigError as exc:
+            self.reload_status["last_error"] = "; ".join(exc.problems)
+            self.m.reloads.inc(result="rejected")
+            for line in exc.problems:
+                log.error("SIGHUP: config rejected, old config kept: %s", line)
+            return
+        if new is None:
+            for sink in self.sinks:
+                if hasattr(sink, "reopen"):
+                    sink.reopen()
+            log.info("SIGHUP: no config file; files reopened")
+            return
+        restart = apply_live(self, new)
+        self.reload_status.update(reloads=self.reload_status["reloads"] + 1, last_error="", needs_restart=restart)
+        self.m.reloads.inc(result="applied")
+        log.info("SIGHUP: config reloaded from %s%s", new.origin,
+                 f"; needs a restart to take effect: {', '.join(restart)}" if restart else "")
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -189,9 +231,7 @@ class Daemon:
         if c.mqtt.enabled:
             from edge_pose.serve.mqtt_sink import MqttSink
 
-            m = c.mqtt
-            self.sinks.append(MqttSink(m.host, m.port, m.topic, m.qos, m.client_id, m.username, m.password,
-                                       m.keepalive_s, m.buffer).start())
+            self.sinks.append(MqttSink.from_config(c.mqtt).start())
         for sink in self.sinks:
             self.hub.add_sink(sink)
             st = sink.status()
@@ -206,6 +246,12 @@ class Daemon:
                                     read=sink.buffered)
                 self.registry.gauge(f"edge_pose_{sink.name}_connected", "1 while connected to the broker.",
                                     read=lambda s=sink: float(s.connected))
+                self.registry.counter_func(f"edge_pose_{sink.name}_connect_failures_total",
+                                           "Connection attempts the broker refused or that failed (TLS, auth).",
+                                           read=lambda s=sink: s.connect_failures)
+            if "writing" in st:
+                self.registry.gauge(f"edge_pose_{sink.name}_writing", "1 while the last write succeeded.",
+                                    read=lambda s=sink: float(s.writing))
 
     def run(self) -> int:
         c = self.cfg
@@ -235,6 +281,13 @@ class Daemon:
             log.info("serving: source %s, boxes %s, tracking %s, sinks: %s", c.source.uri, c.persons.boxes,
                      "on" if tracker else "off", ", ".join(s.name for s in self.sinks) or "none")
             while not self._stop.wait(0.5):
+                if self._reload_wanted.is_set():
+                    self._reload_wanted.clear()
+                    try:
+                        self.reload()
+                    except Exception as exc:  # a reload must never take a running daemon down
+                        self.reload_status["last_error"] = f"{type(exc).__name__}: {exc}"
+                        log.exception("SIGHUP: reload failed; running on")
                 for sink in self.sinks:
                     sink.maintain()
                 if not self.pipeline.is_alive():

@@ -7,10 +7,11 @@ sees the gap too).
 from __future__ import annotations
 
 import collections
-import json
 import threading
 
 import numpy as np
+
+from edge_pose import jsonio
 
 
 class Subscriber:
@@ -80,9 +81,9 @@ class Hub:
 
     def publish(self, result: dict, frame: np.ndarray | None = None) -> int:
         with self._lock:
+            result["seq"] = self.seq + 1
+            line = jsonio.dumps(result, separators=(",", ":"))  # ValueError on NaN: the frame fails, counted
             self.seq += 1
-            result["seq"] = self.seq
-            line = json.dumps(result, separators=(",", ":"))
             self.latest, self.latest_line, self.latest_frame = result, line, frame
             subs = list(self._subs)
         for sub in subs:

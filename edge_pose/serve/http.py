@@ -1,14 +1,25 @@
 """HTTP API on the standard library's ThreadingHTTPServer (no web framework on the device).
 
-Open without a token: GET / (the live page and its static files), /healthz, /readyz (probes must not need secrets).
-Everything else needs `Authorization: Bearer TOKEN` when a token is configured (always when bound off loopback).
-Bad input gets a 4xx with a one-line JSON error; an exception in a handler gets a 500 and never stops the server.
+With a token on loopback, the live page, its static files, /healthz and /readyz stay open (probes must not need
+secrets); bound to any other address, only /healthz is open. Everything else needs `Authorization: Bearer TOKEN`
+(or HTTP Basic with the token as password, so that a browser can open the page). Tokens are compared in constant
+time.
+
+Every connection is bounded: at most `max_connections` at once (more get 503 and are closed), the request line and
+headers must arrive within `header_timeout_s` and `max_header_bytes`, a body within `body_timeout_s`, and a client
+that stops reading a response is cut after `write_timeout_s`. A slow or stalled client so costs one thread for a
+few seconds and never touches the pipeline. Bad input gets a 4xx with a one-line JSON error; an exception in a
+handler gets a 500 and never stops the server. JSON out is strict (no NaN or Infinity).
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import hmac
-import json
+import io
 import logging
+import math
 import socket
 import threading
 import time
@@ -16,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from edge_pose import jsonio
 from edge_pose.serve.events import SSE_KEEPALIVE, sse_event
 from edge_pose.serve.imagecheck import ImageHeaderError, image_size
 
@@ -25,10 +37,14 @@ STATIC = Path(__file__).resolve().parent / "static"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/webp", "application/octet-stream")
-OPEN_PATHS = ("/", "/index.html", "/healthz", "/readyz")
+OPEN_PATHS = ("/", "/index.html", "/healthz", "/readyz")  # with a token, on loopback
+OPEN_PATHS_EXPOSED = ("/healthz",)  # with a token, bound beyond loopback
 ROUTE_LABELS = ("/", "/healthz", "/readyz", "/metrics", "/v1/info", "/v1/poses/latest", "/v1/poses/stream",
                 "/v1/frame.jpg", "/v1/infer")
 SSE_KEEPALIVE_S = 10.0
+STREAM_SNDBUF = 16384
+UPLOAD_SLOTS = 2  # POST bodies held in memory at once
+INFER_WAIT_S = 5.0  # how long a POST waits for the one inference before it is told to retry
 
 
 class HttpError(Exception):
@@ -37,20 +53,64 @@ class HttpError(Exception):
         self.code, self.message, self.headers = code, message, headers or {}
 
 
-def parse_boxes(text: str) -> list[list[float]]:
-    """'x,y,w,h;x,y,w,h' -> boxes; HttpError 400 when malformed."""
+def parse_boxes(text: str, max_boxes: int) -> list[list[float]]:
+    """'x,y,w,h;x,y,w,h' -> boxes; HttpError 413 past max_boxes (counted before parsing), 400 when malformed."""
+    parts = [p for p in text.split(";") if p]
+    if len(parts) > max_boxes:
+        raise HttpError(413, f"boxes: {len(parts)} boxes exceed the limit of {max_boxes} ([persons] max_people)")
     boxes = []
-    for part in filter(None, text.split(";")):
+    for part in parts:
         try:
             box = [float(v) for v in part.split(",")]
         except ValueError:
-            raise HttpError(400, f"boxes: {part!r} is not x,y,w,h numbers") from None
-        if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-            raise HttpError(400, f"boxes: {part!r} must be x,y,w,h with w, h > 0")
+            raise HttpError(400, f"boxes: {part[:40]!r} is not x,y,w,h numbers") from None
+        if len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
+            raise HttpError(400, f"boxes: {part[:40]!r} must be finite x,y,w,h with w, h > 0")
         boxes.append(box)
     if not boxes:
         raise HttpError(400, "boxes: empty")
     return boxes
+
+
+class HeaderTooLarge(Exception):
+    """The request line and headers exceed max_header_bytes."""
+
+
+class DeadlineReader(io.RawIOBase):
+    """The socket's read side with a deadline and a byte budget per phase (headers, then body).
+
+    A plain socket timeout applies to each recv, so a client sending one byte a second would never time out; here
+    the whole phase has one deadline. Writes get `write_timeout` (the socket timeout is reset after every read).
+    """
+
+    def __init__(self, sock: socket.socket, write_timeout: float):
+        self.sock, self.write_timeout = sock, write_timeout
+        self.deadline = time.monotonic() + 5.0
+        self.budget: int | None = None
+        self.got = 0  # bytes received since arm()
+
+    def arm(self, seconds: float, budget: int | None) -> None:
+        self.deadline, self.budget, self.got = time.monotonic() + seconds, budget, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if self.budget is not None and self.budget <= 0:
+            raise HeaderTooLarge()
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("client too slow")
+        want = len(buf) if self.budget is None else min(len(buf), self.budget)
+        self.sock.settimeout(left)
+        try:
+            n = self.sock.recv_into(buf, want)
+        finally:
+            self.sock.settimeout(self.write_timeout)
+        if self.budget is not None:
+            self.budget -= n
+        self.got += n
+        return n
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -58,6 +118,70 @@ class Handler(BaseHTTPRequestHandler):
     app = None  # set by make_server (a Daemon)
 
     # plumbing ----------------------------------------------------------------------------------------------
+    def setup(self):
+        super().setup()
+        limits = self.app.cfg.http
+        self._reader = DeadlineReader(self.connection, limits.write_timeout_s)
+        self.rfile = io.BufferedReader(self._reader, 8192)
+
+    def handle_one_request(self):
+        limits = self.app.cfg.http
+        self._reader.arm(limits.header_timeout_s, limits.max_header_bytes)
+        try:
+            super().handle_one_request()
+        except HeaderTooLarge:
+            self.close_connection = True
+            self.app.m.http_limited.inc(reason="headers")
+            body = jsonio.dumps({"error": f"request line and headers exceed {limits.max_header_bytes} bytes"})
+            self._raw_reply(431, "Request Header Fields Too Large", body)
+            self._drain()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _drain(self, limit: int = 65536, seconds: float = 0.5) -> None:
+        """Read (a little of) what the client is still sending, so that closing does not reset the connection
+        before the client has read our error reply."""
+        deadline = time.monotonic() + seconds
+        try:
+            while limit > 0 and time.monotonic() < deadline:
+                self.connection.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = self.connection.recv(min(limit, 16384))
+                if not chunk:
+                    break
+                limit -= len(chunk)
+        except OSError:
+            pass
+
+    def _raw_reply(self, code: int, reason: str, body: str) -> None:
+        data = (body + "\n").encode()
+        head = (f"HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                f"Connection: close\r\n\r\n").encode()
+        try:
+            self.wfile.write(head + data)
+        except OSError:
+            pass
+
+    def send_error(self, code, message=None, explain=None):
+        """The standard library's own rejections (bad request line, too many headers, unknown method) as one-line
+        JSON like every other error here, not its HTML page."""
+        short = self.responses.get(code, ("error",))[0]
+        body = (jsonio.dumps({"error": " ".join(str(message or short).split())[:200]}) + "\n").encode()
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":  # a garbled request line: still a status line
+            self.request_version = "HTTP/1.0"
+        self.send_response(code, short)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if getattr(self, "command", "") != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+        self.close_connection = True
+
+    def log_error(self, fmt, *args):
+        if fmt.startswith("Request timed out"):  # idle: nothing of a next request arrived (keep-alive end)
+            self.app.m.http_limited.inc(reason="timeout" if self._reader.got else "idle")
+        self.log_message(fmt, *args)
+
     def log_message(self, fmt, *args):
         log.debug("%s %s", self.address_string(), fmt % args)
 
@@ -78,18 +202,28 @@ class Handler(BaseHTTPRequestHandler):
         self.app.m.http_requests.inc(route=self._route(), code=str(code))
 
     def _json(self, code: int, obj, headers: dict | None = None) -> None:
-        self._send(code, (json.dumps(obj, separators=(",", ":")) + "\n").encode(), "application/json", headers)
+        try:
+            text = jsonio.dumps(obj, separators=(",", ":"))
+        except ValueError as exc:  # a NaN somewhere: a 500 in valid JSON, never invalid JSON
+            log.error("http: %s %s: cannot encode the response: %s", self.command, self.path, exc)
+            code, headers, text = 500, None, '{"error":"internal error: a non-finite number in the response"}'
+        self._send(code, (text + "\n").encode(), "application/json", headers)
 
     def _json_line(self, code: int, line: str, headers: dict | None = None) -> None:
         self._send(code, (line + "\n").encode(), "application/json", headers)
 
+    def _open_path(self, path: str) -> bool:
+        if self.server.exposed:
+            return path in OPEN_PATHS_EXPOSED
+        return path in OPEN_PATHS or path.startswith("/static/")
+
     def _authorised(self) -> None:
         token = self.app.cfg.http.token
-        if not token or urlsplit(self.path).path in OPEN_PATHS or self.path.startswith("/static/"):
+        if not token or self._open_path(urlsplit(self.path).path):
             return
-        got = self.headers.get("Authorization", "")
-        if not (got.startswith("Bearer ") and hmac.compare_digest(got[7:].strip().encode(), token.encode())):
-            raise HttpError(401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="edge-pose"'})
+        if not token_matches(self.headers.get("Authorization", ""), token):
+            raise HttpError(401, "missing or wrong bearer token",
+                            {"WWW-Authenticate": 'Bearer realm="edge-pose", Basic realm="edge-pose"'})
 
     def _dispatch(self, routes: dict) -> None:
         try:
@@ -105,8 +239,13 @@ class Handler(BaseHTTPRequestHandler):
             handler()
         except HttpError as exc:
             self._json(exc.code, {"error": exc.message}, exc.headers)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+            if getattr(self, "_unread_body", False):
+                self._drain(limit=1 << 20, seconds=1.0)
+        except TimeoutError:  # the client stopped reading (or sending): cut, counted
+            self.app.m.http_limited.inc(reason="timeout")
+            self.close_connection = True
+        except (BrokenPipeError, ConnectionResetError):  # the client went away
+            self.close_connection = True
         except Exception as exc:  # never let one request take the server down
             log.exception("http: %s %s failed", self.command, self.path)
             try:
@@ -171,6 +310,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _stream(self):
         hub = self.app.hub
+        # a small kernel send buffer bounds what a stalled client pins and lets write_timeout notice it soon
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
@@ -199,51 +340,133 @@ class Handler(BaseHTTPRequestHandler):
     def _infer(self):
         limits = self.app.cfg.http
         self.close_connection = True  # never reuse a connection whose body we may not have read
+        self._unread_body = True  # an early error reply drains a little of the body (see _dispatch)
+        try:
+            n = self._infer_length(limits)
+            boxes = None
+            query = parse_qs(urlsplit(self.path).query)
+            if "boxes" in query:  # checked (and capped) before the body is even read
+                boxes = parse_boxes(query["boxes"][0], self.app.cfg.persons.max_people)
+        except HttpError:
+            self.app.m.infer_requests.inc(result="rejected")
+            raise
+        # at most UPLOAD_SLOTS bodies in memory at once, whatever max_connections is
+        if not self.server.upload_slots.acquire(blocking=False):
+            self.app.m.infer_requests.inc(result="busy")
+            raise HttpError(503, "busy with other uploads; retry", {"Retry-After": "1"})
+        try:
+            result = self._infer_body(limits, n, boxes)
+        finally:
+            self.server.upload_slots.release()
+        self.app.m.infer_requests.inc(result="ok")
+        self._json(200, result)
+
+    def _infer_length(self, limits) -> int:
         ctype = self.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip().lower()
         if ctype not in IMAGE_TYPES:
-            self.app.m.infer_requests.inc(result="rejected")
             raise HttpError(415, f"Content-Type {ctype!r} not accepted; send image bytes ({', '.join(IMAGE_TYPES)})")
         length = self.headers.get("Content-Length")
         if length is None:
-            self.app.m.infer_requests.inc(result="rejected")
             raise HttpError(411, "Content-Length required")
         try:
             n = int(length)
             if n < 0:
                 raise ValueError
         except ValueError:
-            self.app.m.infer_requests.inc(result="rejected")
-            raise HttpError(400, f"bad Content-Length {length!r}") from None
+            raise HttpError(400, f"bad Content-Length {length[:40]!r}") from None
         if n > limits.max_body_bytes:
-            self.app.m.infer_requests.inc(result="rejected")
             raise HttpError(413, f"body of {n} bytes exceeds the {limits.max_body_bytes}-byte limit")
-        data = self.rfile.read(n)
-        if len(data) != n:
-            self.app.m.infer_requests.inc(result="rejected")
-            raise HttpError(400, f"body ended after {len(data)} of {n} bytes")
-        boxes = None
-        query = parse_qs(urlsplit(self.path).query)
+        return n
+
+    def _infer_body(self, limits, n: int, boxes) -> dict:
+        self._reader.arm(limits.body_timeout_s, None)
         try:
-            if "boxes" in query:
-                boxes = parse_boxes(query["boxes"][0])
+            data = self.rfile.read(n)
+        except TimeoutError:
+            self.app.m.infer_requests.inc(result="rejected")
+            self.app.m.http_limited.inc(reason="timeout")
+            raise HttpError(408, f"body not received within {limits.body_timeout_s} s") from None
+        self._unread_body = False
+        try:
+            if len(data) != n:
+                raise HttpError(400, f"body ended after {len(data)} of {n} bytes")
             try:
                 fmt, h, w = image_size(data)
             except ImageHeaderError as exc:
                 raise HttpError(415 if "not a JPEG" in str(exc) else 400, str(exc)) from None
             if h * w > limits.max_pixels:
                 raise HttpError(413, f"{fmt} image of {h}x{w} pixels exceeds the {limits.max_pixels}-pixel limit")
-            result = self.app.infer(data, boxes)
         except HttpError:
             self.app.m.infer_requests.inc(result="rejected")
             raise
-        self.app.m.infer_requests.inc(result="ok")
-        self._json(200, result)
+        # one inference at a time (the pipeline shares the model); wait a little for the one before
+        if not self.server.infer_slot.acquire(timeout=INFER_WAIT_S):
+            self.app.m.infer_requests.inc(result="busy")
+            raise HttpError(503, "busy with another inference; retry", {"Retry-After": "1"})
+        try:
+            return self.app.infer(data, boxes)
+        except HttpError:
+            self.app.m.infer_requests.inc(result="rejected")
+            raise
+        finally:
+            self.server.infer_slot.release()
+
+
+def token_matches(header: str, token: str) -> bool:
+    """`Bearer TOKEN`, or `Basic base64(any-user:TOKEN)`; compared as digests in constant time (no length leak)."""
+    scheme, _, value = header.strip().partition(" ")
+    got = value.strip().encode()
+    if scheme.lower() == "basic":
+        try:
+            got = base64.b64decode(got, validate=True).partition(b":")[2]
+        except (binascii.Error, ValueError):
+            return False
+    elif scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(hashlib.sha256(got).digest(), hashlib.sha256(token.encode()).digest())
+
+
+_BUSY_BODY = b'{"error":"too many connections; retry"}\n'
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 
 
 class Server(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` of them; one more is answered 503 and closed at once."""
+
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
+    exposed = False  # bound beyond loopback
+    on_refused = staticmethod(lambda: None)
+
+    def setup_limits(self, max_connections: int, exposed: bool, on_refused) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.infer_slot = threading.Lock()
+        self.upload_slots = threading.BoundedSemaphore(UPLOAD_SLOTS)
+        self.exposed, self.on_refused = exposed, on_refused
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.on_refused()
+            try:
+                request.settimeout(0.5)
+                request.sendall(BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: give the slot back
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request, client_address):
         log.debug("http: connection from %s ended with an error", client_address, exc_info=True)
@@ -251,11 +474,16 @@ class Server(ThreadingHTTPServer):
 
 def make_server(app, host: str, port: int) -> Server:
     """Bind now (so a port in use fails at start, with a clear error), serve later from a thread."""
+    from edge_pose.serve.config import is_loopback
+
     handler = type("BoundHandler", (Handler,), {"app": app})
     cls = Server
     if ":" in host:
         cls = type("Server6", (Server,), {"address_family": socket.AF_INET6})
-    return cls((host, port), handler)
+    server = cls((host, port), handler)
+    server.setup_limits(app.cfg.http.max_connections, not is_loopback(host),
+                        lambda: app.m.http_limited.inc(reason="connections"))
+    return server
 
 
 def serve_in_thread(server: Server) -> threading.Thread:

@@ -7,6 +7,10 @@ message is dropped and counted (metrics, health, log), so nothing is lost silent
 when the broker acknowledges it (PUBACK).
 
 on_publish runs inside paho's lock, so it only appends to a deque; the sink thread does the bookkeeping.
+
+TLS (`tls`, `ca_file`, optional client `cert_file`/`key_file`) verifies the broker's certificate and host name;
+username and password go inside the TLS session. A refused login or a failed TLS handshake is not fatal: the sink
+keeps retrying (1 to 5 s apart), counts every failure and names the last one in /healthz and the log.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ import socket
 import threading
 import time
 
+from edge_pose.errors import EdgePoseError
+
 log = logging.getLogger("edge_pose.serve.mqtt")
 
 
@@ -24,11 +30,14 @@ class MqttSink:
     name = "mqtt"
 
     def __init__(self, host: str, port: int, topic: str, qos: int = 1, client_id: str = "", username: str = "",
-                 password: str = "", keepalive_s: int = 30, buffer: int = 1000, window: int = 20):
+                 password: str = "", keepalive_s: int = 30, buffer: int = 1000, window: int = 20,
+                 tls: dict | None = None):
         self.host, self.port, self.topic, self.qos = host, port, topic, qos
         self.client_id = client_id or f"edge-pose-{socket.gethostname()}-{os.getpid()}"
         self._auth = (username, password)
         self.keepalive_s = keepalive_s
+        self.tls = tls  # None, or {"ca_file", "cert_file", "key_file"} (empty strings: not given)
+        self.connect_failures = 0
         self.bound, self.window = buffer, max(1, min(window, buffer))
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -46,11 +55,24 @@ class MqttSink:
         self._client = None
         self._thread = threading.Thread(target=self._run, name="mqtt-sink", daemon=True)
 
+    @classmethod
+    def from_config(cls, m) -> "MqttSink":
+        tls = {"ca_file": m.ca_file, "cert_file": m.cert_file, "key_file": m.key_file} if m.tls else None
+        return cls(m.host, m.port, m.topic, m.qos, m.client_id, m.username, m.password, m.keepalive_s, m.buffer,
+                   tls=tls)
+
     # paho callbacks (network thread) ------------------------------------------------------------------------
+    def _connect_failed(self, message: str) -> None:
+        self.connect_failures += 1
+        repeat = message == self.last_error
+        self.last_error = message
+        if not repeat or self.connect_failures % 100 == 0:  # one line per new reason, not one per retry
+            log.warning("mqtt: %s:%d: %s (failure %d; retrying)", self.host, self.port, message,
+                        self.connect_failures)
+
     def _on_connect(self, client, userdata, flags, reason_code, properties=None):
         if reason_code.is_failure:
-            self.last_error = f"broker refused connection: {reason_code}"
-            log.warning("mqtt: %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            self._connect_failed(f"broker refused connection: {reason_code}")
             return
         self.connected = True
         self.connects += 1
@@ -61,7 +83,7 @@ class MqttSink:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
         was = self.connected
         self.connected = False
-        if not self._stop.is_set():
+        if not self._stop.is_set() and was:  # a refused login keeps its own, more useful, reason
             self.last_error = f"disconnected: {reason_code}"
             if was:
                 log.warning("mqtt: lost %s:%d (%s); buffering up to %d messages", self.host, self.port,
@@ -75,8 +97,29 @@ class MqttSink:
     def start(self) -> "MqttSink":
         import paho.mqtt.client as mqtt
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv311, clean_session=True)
+        sink = self
+
+        class Client(mqtt.Client):
+            def reconnect(self):  # paho's loop swallows the reason (TLS, refused, DNS): record it first
+                try:
+                    return super().reconnect()
+                except OSError as exc:
+                    sink._connect_failed(f"cannot connect: {type(exc).__name__}: {exc}")
+                    raise
+
+        client = Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311,
+                        clean_session=True)
+        if self.tls is not None:
+            import ssl
+
+            try:
+                ctx = ssl.create_default_context(cafile=self.tls["ca_file"] or None)
+                if self.tls["cert_file"]:
+                    ctx.load_cert_chain(self.tls["cert_file"], self.tls["key_file"] or None)
+            except (OSError, ValueError) as exc:  # garbage in a PEM file the config check could only open
+                raise EdgePoseError(f"[mqtt] ca_file/cert_file/key_file: cannot load for TLS "
+                                    f"({type(exc).__name__}: {exc})") from None
+            client.tls_set_context(ctx)
         if self._auth[0]:
             client.username_pw_set(self._auth[0], self._auth[1] or None)
         client.on_connect, client.on_disconnect, client.on_publish = (
@@ -173,7 +216,8 @@ class MqttSink:
 
     def status(self) -> dict:
         return {"broker": f"{self.host}:{self.port}", "topic": self.topic, "qos": self.qos,
-                "connected": self.connected, "connects": self.connects, "delivered": self.delivered,
+                "tls": self.tls is not None, "connected": self.connected, "connects": self.connects,
+                "connect_failures": self.connect_failures, "delivered": self.delivered,
                 "buffered": self.buffered(), "buffer_bound": self.bound, "dropped": self.dropped,
                 "last_drop_time": self.last_drop_time,
                 "last_error": self.last_error}

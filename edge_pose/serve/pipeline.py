@@ -29,10 +29,14 @@ def person_json(person: Any, track_id: int | None = None) -> dict:
     sc = np.asarray(person["scores"] if isinstance(person, dict) else person.scores, dtype=np.float64)
     box = person["box"] if isinstance(person, dict) else person.box
     score = person.get("score") if isinstance(person, dict) else getattr(person, "score", None)
-    if score is None:
+    bad = ~np.isfinite(kp).all(axis=-1) | ~np.isfinite(sc)  # NaN is not JSON: a keypoint without a place,
+    if bad.any():  # as the decoder's contract says (finite values, score <= 0)
+        kp, sc = np.where(bad[:, None], 0.0, kp), np.where(bad, 0.0, sc)
+    if score is None or not np.isfinite(score):
         score = float(sc.mean()) if sc.size else 0.0
+    box = np.nan_to_num(np.asarray(box, dtype=np.float64).reshape(-1)[:4], nan=0.0, posinf=0.0, neginf=0.0)
     out = {
-        "box": [round(float(v), 1) for v in np.asarray(box, dtype=np.float64).reshape(-1)[:4]],
+        "box": [round(float(v), 1) for v in box],
         "score": round(float(score), 4),
         "keypoints": [[round(float(x), 1), round(float(y), 1), round(float(s), 4)]
                       for (x, y), s in zip(kp, sc)],
@@ -48,7 +52,7 @@ NOT_TIMES = ("people",)  # counts the estimator reports beside its stage times
 def timings_ms(timings: dict | None) -> dict:
     """Estimator stage timings (seconds) -> {stage: ms}."""
     return {str(k): round(float(v) * 1000.0, 3) for k, v in (timings or {}).items()
-            if isinstance(v, (int, float)) and k not in NOT_TIMES}
+            if isinstance(v, (int, float)) and k not in NOT_TIMES and np.isfinite(v)}
 
 
 class LockedEstimator:
@@ -109,10 +113,11 @@ class Pipeline(threading.Thread):
         t1 = time.perf_counter()
         people, stage = self.estimator.predict(frame.image, boxes)
         t2 = time.perf_counter()
-        if self.tracker is not None:
+        tracker = self.tracker  # SIGHUP may swap it between frames
+        if tracker is not None:
             plain = [{"keypoints": np.asarray(p.keypoints), "scores": np.asarray(p.scores), "box": p.box,
                       "score": getattr(p, "score", None)} for p in people]
-            tracked = self.tracker.update(plain, frame.mono_time)
+            tracked = tracker.update(plain, frame.mono_time)
             out = [person_json(p, p["id"]) for p in tracked]
         else:
             out = [person_json(p) for p in people]
