@@ -8,7 +8,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest  # noqa: E402
-from source_fixtures import onnx_crops, onnx_source, pb_crops, pb_source, sb_onnx_bundles  # noqa: E402,F401 - one instance per session
+from source_fixtures import (onnx_crops, onnx_source, pb_crops, pb_source, sb_onnx_bundles,  # noqa: E402,F401
+                             ssd_bundles)  # one instance per session
 
 
 @pytest.fixture(scope="session")

@@ -63,3 +63,25 @@ def sb_onnx_bundles(onnx_source, onnx_crops, tmp_path_factory):
     return {p: bundle_from_export(onnx_source, export_onnx(onnx_source, p, root / f"export-{p}",
                                                            calib_inputs=onnx_crops[:16] if p == "int8" else None),
                                   root / f"sb-onnx-{p}") for p in ("fp32", "fp16", "int8")}
+
+
+@pytest.fixture(scope="session")
+def ssd_bundles(tmp_path_factory):
+    """The shared SSDLite person detector converted by `edge-pose convert --task detect` (TFLite and OpenVINO, fp32
+    and int8, int8 kept with --allow-degraded: coco-mini is too small to hold it to a 1-point AP bar); the rows."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    from shared import coco_mini, shared
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("det") / "bundles"
+    mini = coco_mini()
+    r = subprocess.run([str(root / ".venv/bin/edge-pose"), "convert",
+                        str(shared("models", "ssdlite-mobilenetv2-person", "frozen_inference_graph.pb")),
+                        "--task", "detect", "--format", "tflite", "--format", "openvino", "--precision", "fp32",
+                        "--precision", "int8", "--calib", str(mini / "test_coco.json"), "--allow-degraded", "--json",
+                        "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, {row["bundle"]: row for row in json.loads(r.stdout)}

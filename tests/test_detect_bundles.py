@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shared import coco_mini, shared
+from shared import coco_mini
 
 from edge_pose.bundle import BundleError, load_bundle
 
@@ -26,14 +26,8 @@ def _cli(*args, timeout=900):
 
 
 @pytest.fixture(scope="module")
-def detectors(tmp_path_factory):
-    out = tmp_path_factory.mktemp("det") / "bundles"
-    mini = coco_mini()
-    r = _cli("convert", str(shared(*SSD)), "--task", "detect", "--format", "tflite", "--format", "openvino",
-             "--precision", "fp32", "--precision", "int8", "--calib", str(mini / "test_coco.json"),
-             "--allow-degraded", "--json", "--out", str(out))
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out, {row["bundle"]: row for row in json.loads(r.stdout)}
+def detectors(ssd_bundles):
+    return ssd_bundles
 
 
 def test_convert_task_detect_writes_guarded_detector_bundles(detectors):

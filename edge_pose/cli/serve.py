@@ -11,7 +11,9 @@ HELP = "run the pose daemon (camera/stream/video -> poses over HTTP, SSE, MQTT, 
 def add_arguments(parser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML config file (docs/serve.md)")
     parser.add_argument("--check-config", metavar="FILE", help="validate FILE (with any flags given) and exit")
-    parser.add_argument("--bundle", metavar="PATH", help="bundle directory ([model] bundle)")
+    parser.add_argument("--bundle", metavar="PATH", help="a bundle or a directory of bundles ([model] bundle)")
+    parser.add_argument("--detector", metavar="BUNDLE_OR_DIR",
+                        help="person detector bundle ([persons] detector; default: one beside the pose bundles)")
     parser.add_argument("--source", metavar="URI",
                         help="camera index, /dev/videoN, video file, rtsp:// or http:// URL, image directory")
     parser.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (default 127.0.0.1:8080); 'off'")

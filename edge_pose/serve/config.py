@@ -61,8 +61,15 @@ class SourceConfig:
 
 @dataclass
 class PersonsConfig:
-    boxes: str = "whole"  # "whole" (frame = one box), "hog" (OpenCV HOG), or a COCO detections file (image dirs)
+    # "auto": the detector ([persons] detector, or a detect bundle beside the pose bundles) when there is one, else
+    # the whole frame; "detector" (one is required), "whole" (frame = one box), "hog" (OpenCV HOG), or a COCO
+    # detections file (image-directory sources)
+    boxes: str = "auto"
     max_people: int = num(10, 1, 256)  # boxes per frame, and per POST /v1/infer (more: 413)
+    detector: str = ""  # a detect bundle or a directory holding one
+    # measured (benchmarks/detect_pipeline.py): every 3rd frame ran 1.46x the FPS of every frame, finding 92% of the
+    # people; between detections boxes follow the people's keypoints
+    detect_every: int = num(3, 1, 1000)
 
 
 @dataclass
@@ -319,6 +326,9 @@ def check_boxes(cfg: ServeConfig, bad) -> None:
     from edge_pose.serve.sources import kind_of
 
     spec = cfg.persons.boxes
+    if spec in ("auto", "detector"):
+        check_detector(cfg, bad)
+        return
     if spec not in ("whole", "frame", "hog") and kind_of(cfg.source.uri) != "images":
         bad("persons", "boxes", f"a COCO detections file ({spec}) needs an image-directory source")
         return
@@ -328,6 +338,31 @@ def check_boxes(cfg: ServeConfig, bad) -> None:
         bad("persons", "boxes", str(exc))
     except Exception as exc:  # an OpenCV or file-system error: still one line, never a traceback
         bad("persons", "boxes", f"cannot use {spec}: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
+
+
+def detector_path(cfg: ServeConfig) -> str | None:
+    """The detector the daemon will use: [persons] detector, or one beside the pose bundles; None without one."""
+    if cfg.persons.boxes not in ("auto", "detector"):
+        return None
+    if cfg.persons.detector:
+        return cfg.persons.detector
+    from edge_pose.estimator import find_detector
+
+    found = find_detector(cfg.model.bundle) if cfg.model.bundle else None
+    return str(found) if found else None
+
+
+def check_detector(cfg: ServeConfig, bad) -> None:
+    path = detector_path(cfg)
+    if path is None:
+        if cfg.persons.boxes == "detector":
+            bad("persons", "detector", "boxes = \"detector\" needs a detect bundle (set [persons] detector or put "
+                                       "one beside the pose bundles)")
+        return
+    try:
+        resolve_bundles(path, task="detect")
+    except EdgePoseError as exc:
+        bad("persons", "detector", str(exc))
 
 
 def check_bundle(cfg: ServeConfig, bad) -> None:
@@ -485,6 +520,8 @@ def apply_flags(cfg: ServeConfig, args: Any, problems: list[str] | None = None) 
 
     if getattr(args, "bundle", None):
         cfg.model.bundle = args.bundle
+    if getattr(args, "detector", None):
+        cfg.persons.detector, cfg.persons.boxes = args.detector, "detector"
     if getattr(args, "source", None) is not None:
         cfg.source.uri = args.source
     if getattr(args, "http", None):

@@ -19,7 +19,7 @@ from edge_pose.serve.config import ServeConfig
 from edge_pose.serve.events import Hub
 from edge_pose.serve.http import HttpError, make_server, serve_in_thread
 from edge_pose.serve.metrics import Registry
-from edge_pose.serve.pipeline import LockedEstimator, Pipeline, box_finder, person_json, timings_ms
+from edge_pose.serve.pipeline import DetectorBoxes, FrameLoop, LockedEstimator, box_finder, person_json, timings_ms
 from edge_pose.serve.sources import Capture
 
 log = logging.getLogger("edge_pose.serve")
@@ -68,9 +68,10 @@ class Daemon:
         self.backend: dict = {}
         self.model_info: dict = {}
         self.capture: Capture | None = None
-        self.pipeline: Pipeline | None = None
+        self.pipeline: FrameLoop | None = None
         self.sinks: list = []
-        self.find_boxes = box_finder(cfg.persons.boxes, cfg.persons.max_people)
+        self.find_boxes = box_finder(cfg.persons.boxes, cfg.persons.max_people) \
+            if cfg.persons.boxes not in ("auto", "detector") else box_finder("whole", cfg.persons.max_people)
         self._estimator_factory = estimator_factory or open_estimator
         self._stop = threading.Event()
         self._server = None
@@ -144,8 +145,9 @@ class Daemon:
         for x, y, bw, bh in (boxes or []):
             if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
                 raise HttpError(400, f"boxes: {x:g},{y:g},{bw:g},{bh:g} lies outside the {h}x{w} image")
-        if boxes is None and self.cfg.persons.boxes in ("whole", "frame", "hog"):
-            boxes = self.find_boxes(image, None)  # a COCO file cannot name an uploaded image: whole frame then
+        if boxes is None and (self.cfg.persons.boxes in ("whole", "frame", "hog") or hasattr(self.find_boxes, "one")):
+            # a fresh detection for an upload; a COCO file cannot name an uploaded image: whole frame then
+            boxes = getattr(self.find_boxes, "one", self.find_boxes)(image, None)
         t0 = time.perf_counter()
         try:
             people, stage = self.estimator.predict(image, boxes)
@@ -217,10 +219,29 @@ class Daemon:
         raw = self._estimator_factory(self.cfg.model)
         self.estimator = LockedEstimator(raw)
         self.model_info, self.backend = describe_estimator(raw)
+        self._load_detector()
         labels = {"model": self.model_info.get("name", "?"), "precision": self.model_info.get("precision", "?")}
         labels.update({k: v for k, v in self.backend.items() if k in INFO_KEYS})
         self.m.backend.set_info(**labels)
         log.info("model: %s on %s", self.model_info.get("name", "?"), self.backend or "?")
+
+    def _load_detector(self) -> None:
+        from edge_pose.serve.config import detector_path
+
+        p = self.cfg.persons
+        path = detector_path(self.cfg)
+        if path is None:
+            if p.boxes == "auto":
+                log.warning("persons: no detector bundle: each frame is one person box (several people in view get "
+                            "one skeleton); convert one with `edge-pose convert ... --task detect`")
+            return
+        from edge_pose.detect.bundle import open_detector
+
+        options = {"threads": self.cfg.model.threads} if self.cfg.model.threads else {}
+        det = open_detector(path, device=self.cfg.model.device, **options)
+        self.find_boxes = DetectorBoxes(det, p.detect_every, p.max_people)
+        self.backend["detector"] = f"{det.bundle.path.name} ({det.loaded.chosen.label()})"
+        log.info("persons: detector %s every %d frame(s)", det.bundle.path, p.detect_every)
 
     def _start_sinks(self) -> None:
         c = self.cfg
@@ -271,7 +292,7 @@ class Daemon:
             self.capture = Capture(c.source.uri, c.source.loop, c.source.fps,
                                    (c.source.reconnect_min_s, c.source.reconnect_max_s),
                                    on_read=self.m.frames_read.inc, on_drop=self.m.frames_dropped.inc)
-            self.pipeline = Pipeline(self.capture, self.estimator, self.hub, self.m, self.find_boxes, tracker,
+            self.pipeline = FrameLoop(self.capture, self.estimator, self.hub, self.m, self.find_boxes, tracker,
                                      c.source.uri)
             self.capture.start()
             self.pipeline.start()
@@ -345,7 +366,8 @@ def open_estimator(model_cfg):
         options["backend"] = model_cfg.backend
     if model_cfg.threads:
         options["threads"] = model_cfg.threads
-    return PoseEstimator(model_cfg.bundle, device=model_cfg.device, **options)
+    # detector=None: the daemon's [persons] section owns the boxes (detector every N frames, carried in between)
+    return PoseEstimator(model_cfg.bundle, device=model_cfg.device, detector=None, **options)
 
 
 def describe_estimator(estimator) -> tuple[dict, dict]:

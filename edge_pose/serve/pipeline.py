@@ -85,7 +85,32 @@ def box_finder(spec: str, max_people: int) -> Callable[[np.ndarray, str | None],
     return find
 
 
-class Pipeline(threading.Thread):
+class DetectorBoxes:
+    """The stream's boxes from a detector bundle: detection every N frames, boxes carried from the people's keypoints
+    in between (edge_pose.detect.carry). Called like box_finder's function; `one` detects afresh for an upload."""
+
+    def __init__(self, detector, every: int, max_people: int):
+        from edge_pose.detect.carry import EveryN
+
+        self.detector, self.max_people = detector, max_people
+        self._stream = EveryN(detector, every)
+        self._lock = threading.Lock()  # the pipeline thread and HTTP uploads share the detector's session
+
+    def __call__(self, image: np.ndarray, name: str | None = None) -> np.ndarray:
+        with self._lock:
+            return self._stream.boxes(image, name)[:self.max_people]
+
+    def update(self, people, shape) -> None:
+        self._stream.update(people, shape)
+
+    def one(self, image: np.ndarray, name: str | None = None) -> np.ndarray:
+        with self._lock:
+            return self.detector.detect(image)[:self.max_people]
+
+
+class FrameLoop(threading.Thread):
+    """The daemon's loop: newest frame -> person boxes -> pose -> tracking -> the hub (sinks, HTTP)."""
+
     def __init__(self, capture, estimator: LockedEstimator, hub, metrics, find_boxes, tracker=None,
                  source_uri: str = ""):
         super().__init__(name="pipeline", daemon=True)
@@ -112,6 +137,8 @@ class Pipeline(threading.Thread):
         boxes = self.find_boxes(frame.image, frame.name)
         t1 = time.perf_counter()
         people, stage = self.estimator.predict(frame.image, boxes)
+        if hasattr(self.find_boxes, "update"):  # carried boxes follow the people just found
+            self.find_boxes.update(people, frame.image.shape)
         t2 = time.perf_counter()
         tracker = self.tracker  # SIGHUP may swap it between frames
         if tracker is not None:

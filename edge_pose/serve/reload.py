@@ -37,7 +37,11 @@ def apply_live(daemon, new) -> list[str]:
 
     logging.getLogger().setLevel(merged.log.level.upper())
     if asdict(old.persons) != asdict(merged.persons):
-        daemon.find_boxes = box_finder(merged.persons.boxes, merged.persons.max_people)
+        if merged.persons.boxes in ("auto", "detector"):
+            daemon.cfg.persons = merged.persons
+            daemon._load_detector()  # a detector bundle to (re)load
+        else:
+            daemon.find_boxes = box_finder(merged.persons.boxes, merged.persons.max_people)
         if daemon.pipeline is not None:
             daemon.pipeline.find_boxes = daemon.find_boxes
     if asdict(old.tracking) != asdict(merged.tracking) and daemon.pipeline is not None:
