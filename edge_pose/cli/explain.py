@@ -20,12 +20,19 @@ def format_plan(plan, describe: dict | None = None) -> str:
 
     lines = [f"device profile: {plan.profile.name} ({'; '.join(plan.detected)})", f"ranked {plan.ranking}"]
     lines += [f"note: {n}" for n in plan.notes]
+    # profile preferences no bundle here provides: one line after the table, not a row each (JSON keeps them all)
+    absent = [c for c in plan.candidates if c.bundle is None and not c.refused and c.reason.startswith("no ")
+              and c.reason.endswith("bundle here")]
+    shown = [c for c in plan.candidates if all(c is not a for a in absent)]
     rows = [[i, c.status, c.name, f"{c.format}/{c.precision}", f"{c.backend}:{c.accelerator}",
              c.threads or ("all" if c.status != "skipped" else ""),
              f"{c.p50_ms:.2f}" if c.p50_ms is not None else "", c.reason]
-            for i, c in enumerate(plan.candidates, 1)]
+            for i, c in enumerate(shown, 1)]
     lines.append(format_table(["#", "status", "bundle", "format/precision", "backend:accelerator", "threads",
                                "recorded p50 ms", "reason"], rows))
+    if absent:
+        lines.append("the profile also lists, but no bundle here provides: " +
+                     ", ".join(f"{c.format}/{c.precision} on {c.backend}:{c.accelerator}" for c in absent))
     if describe:
         lines.append("runs: " + ", ".join(f"{k}={v}" for k, v in describe.items() if v is not None))
     return "\n".join(lines)
