@@ -8,7 +8,7 @@ import numpy as np
 
 # BGR; limbs coloured by side so left/right swaps are visible at a glance
 LEFT, RIGHT, CENTRE = (255, 128, 0), (0, 128, 255), (0, 220, 0)
-BOX = (200, 200, 200)
+BOX = (0, 255, 255)  # yellow: a person box must stand out on grey and colour photos alike
 
 
 def _side(names: Sequence[str] | None, i: int) -> tuple[int, int, int]:
@@ -30,7 +30,7 @@ def draw_pose(image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, skel
     ok = np.asarray(scores) >= threshold
     if box is not None:
         x, y, w, h = (int(round(v)) for v in box[:4])
-        cv2.rectangle(image, (x, y), (x + w, y + h), BOX, scale, cv2.LINE_AA)
+        cv2.rectangle(image, (x, y), (x + w, y + h), BOX, 2 * scale, cv2.LINE_AA)
     for a, b in skeleton:
         if ok[a] and ok[b]:
             colour = _side(names, a) if _side(names, a) == _side(names, b) else CENTRE
