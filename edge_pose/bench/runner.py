@@ -37,6 +37,13 @@ def peak_rss_mb() -> float:
 
 def pin_cores(cores: list[int]) -> None:
     """Pin this process (and the runtime threads it starts afterwards) to the given cores."""
+    from edge_pose.errors import EdgePoseError
+
+    allowed = sorted(os.sched_getaffinity(0))
+    missing = sorted(set(cores) - set(allowed))
+    if missing:
+        raise EdgePoseError(f"--pin {','.join(map(str, cores))}: no core {missing[0]} here (this process may use "
+                            f"cores {','.join(map(str, allowed))})")
     os.sched_setaffinity(0, set(cores))
 
 

@@ -79,6 +79,8 @@ def run(args) -> int:
         pinned = [int(c) for c in args.pin.split(",")] if args.pin else None
     except ValueError:
         raise EdgePoseError(f"--threads/--pin take comma lists of integers, got {args.threads!r}/{args.pin!r}") from None
+    if args.detect_every < 1:
+        raise EdgePoseError(f"--detect-every must be at least 1, got {args.detect_every}")
     if any(t is not None and t < 1 for t in threads):
         raise EdgePoseError(f"--threads: every count must be at least 1, got {args.threads!r}")
     if pinned:

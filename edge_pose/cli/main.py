@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     except EdgePoseError as exc:
         print(f"edge-pose {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system said no (a file where a directory must be, no space, no permission)
+        if args.verbose:
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"edge-pose {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

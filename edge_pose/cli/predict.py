@@ -93,6 +93,8 @@ def run(args) -> int:
     pairs = joint_map(names)
     gt_people = _gt_keypoints(args.gt) if args.gt else {}
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise MediaError(f"--out {out}: is a file; predict writes a directory (keypoints.json, drawn images)")
     out.mkdir(parents=True, exist_ok=True)
     video = VideoWriter(out / f"{src.stem}.mp4", reader.fps) if reader is not None and not args.no_draw else None
     progress = _Progress(total, "frames" if kind == "video" else "images")
