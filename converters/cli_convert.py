@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from converters.cli_common import add_verbose_argument, convert_tool_errors, library_noise, stdout_to_stderr
 
@@ -53,6 +54,13 @@ def add_arguments(p) -> None:
     g.add_argument("--std", metavar="R,G,B", help="in 0..255 units")
     g.add_argument("--keypoints", metavar="coco17|aic14|FILE")
     g.add_argument("--output", metavar="NAME", help="the heatmap output tensor")
+    d = p.add_argument_group("facts a detector file cannot tell (--task detect with .onnx, .tflite or .xml)")
+    d.add_argument("--head", choices=["yolox", "yolov8", "end2end"], help="the detector's output head")
+    d.add_argument("--strides", metavar="8,16,32", help="yolox raw head: strides of its levels, finest first")
+    d.add_argument("--resize", choices=["stretch", "letterbox"], help="how frames reach the input size")
+    d.add_argument("--pad", choices=["corner", "center"], help="letterbox: image at the top-left or centred")
+    d.add_argument("--person-class", type=int, help="person's index on the head's class axis (default 0)")
+    d.add_argument("--outputs", metavar="A,B", help="the output tensors, in the head's order (default: the model's)")
     t = p.add_argument_group("fidelity thresholds")
     t.add_argument("--max-rel-diff", type=float, default=1e-4, help="fp32: heatmap max |diff| / max |ref|")
     t.add_argument("--max-keypoint-error", type=float, default=0.05, help="fp16: mean keypoint error, heatmap px")
@@ -76,9 +84,38 @@ def run(args) -> int:
         return _run(args)
 
 
+def _detect_facts(args) -> dict:
+    def numbers(text, kind=float):
+        return [kind(v) for v in text.split(",")] if text else None
+
+    try:
+        return {"head": args.head, "input_size": numbers(args.input_size, int), "layout": args.layout,
+                "color": args.color, "mean": numbers(args.mean), "std": numbers(args.std), "resize": args.resize,
+                "pad": args.pad, "person_class": args.person_class, "strides": numbers(args.strides, int),
+                "outputs": args.outputs.split(",") if args.outputs else None}
+    except ValueError as exc:
+        from converters.errors import ConversionError
+
+        raise ConversionError(f"detector facts: {exc}") from None
+
+
+def _run_package(args) -> int:
+    from converters.detect.package import package_detector
+
+    with convert_tool_errors():
+        with stdout_to_stderr():
+            done = package_detector(args.source, args.out, _detect_facts(args), formats=args.formats,
+                                    calib=args.calib, log=lambda m: print(m, file=sys.stderr, flush=True))
+    for b in done:
+        print(f"{b.path}  ({b.manifest.format}, {b.manifest.detect['head']} head)")
+    return 0
+
+
 def _run_detect(args) -> int:
     from converters.detect.convert import DetectThresholds, convert_detector
 
+    if Path(args.source).suffix.lower() in (".onnx", ".tflite", ".xml"):
+        return _run_package(args)
     with convert_tool_errors():
         with stdout_to_stderr():
             done = convert_detector(args.source, args.out, formats=args.formats, precisions=args.precisions,

@@ -50,3 +50,19 @@ class OpenVINOSession:
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         self._request.infer({0: np.ascontiguousarray(batch, np.float32)})
         return [self._request.get_tensor(o).data.copy() for o in self._outs]
+
+
+class OnnxSession:
+    """ONNX Runtime on the CPU: the reference a bring-your-own ONNX detector's bundles are judged against."""
+
+    def __init__(self, model_path, outputs: Sequence[str], threads: int = 2):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+        self._in = self.session.get_inputs()[0].name
+        self._outs = list(outputs)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self._outs, {self._in: np.ascontiguousarray(batch, np.float32)})
