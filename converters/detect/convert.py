@@ -20,7 +20,8 @@ import numpy as np
 from converters.errors import ConversionError
 from edge_pose.bundle import InputSpec, Manifest, write_bundle
 
-TARGETS = {"tflite": ("fp32", "int8"), "openvino": ("fp32", "int8")}
+# fp16 and bf16 are held to the same box AP bar as int8 (a detector's boxes are what the pose model sees)
+TARGETS = {"tflite": ("fp32", "fp16", "int8"), "openvino": ("fp32", "fp16", "bf16", "int8")}
 ANCHORS = "anchors.npy"
 
 
@@ -41,7 +42,8 @@ class DetectThresholds:
 # int8 mitigations, cheapest first (measured on coco-mini: OpenVINO float heads + min-max 42.1 AP vs NNCF default
 # 39.8; the float model 43.5)
 LADDER: dict[str, list[tuple[str, dict[str, Any]]]] = {
-    "tflite": [("full int8, float I/O (default)", {})],
+    "tflite": [("full int8, float I/O (default)", {}),
+               ("box predictors in float", {"float_ops": ("BoxPredictor",)})],
     "openvino": [("box-predictor convs in float, min-max ranges (default)", {"float_heads": True, "ranges": "minmax"}),
                  ("NNCF MIXED preset, box-predictor convs in float", {"float_heads": True, "preset": "mixed"}),
                  ("NNCF default", {"float_heads": False, "ranges": None})],
@@ -59,7 +61,7 @@ def _export(fmt: str, cut, precision: str, out: Path, calib, options: dict):
     from converters.detect.export import export_openvino, export_tflite
 
     if fmt == "tflite":
-        return export_tflite(cut, precision, out / "model.tflite", calib_inputs=calib)
+        return export_tflite(cut, precision, out / "model.tflite", calib_inputs=calib, **options)
     return export_openvino(cut, precision, out, calib_inputs=calib, **options)
 
 
@@ -107,7 +109,16 @@ def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=N
     for f in formats:
         if f not in TARGETS:
             raise ConversionError(f"--task detect: format {f!r} not supported (use {', '.join(TARGETS)})")
-    targets = [(f, p) for f in formats for p in precisions if p in TARGETS[f]]
+    from converters.targets import unbuildable_here
+
+    targets = []
+    for f in formats:
+        for p in precisions:
+            why = unbuildable_here(f, p) if p in TARGETS[f] else f"{f} has no {p} detector target: skipped"
+            if why:
+                log(f"note: {why}")
+            else:
+                targets.append((f, p))
     if not targets:
         raise ConversionError(f"--task detect: nothing to build for {formats} x {precisions}")
     log(f"[1/3] cutting {source_path} at the Preprocessor's output")

@@ -20,8 +20,8 @@ from converters.detect.ssd_tfod import BOXES, CLASSES, INPUT, SsdCut
 from converters.errors import ConversionError
 from converters.export.result import ExportResult
 
-TFLITE_PRECISIONS = ("fp32", "int8")
-OPENVINO_PRECISIONS = ("fp32", "int8")
+TFLITE_PRECISIONS = ("fp32", "fp16", "int8")
+OPENVINO_PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # bf16: the FP32 IR, run with bf16 arithmetic
 
 
 def calibration_inputs(images_bgr: Iterable[np.ndarray], spec: dict, flips: bool = True) -> np.ndarray:
@@ -77,7 +77,7 @@ def _output_names(info, cut: SsdCut, where: str) -> dict[str, str]:
     return found
 
 
-def export_tflite(cut: SsdCut, precision: str, out_file, calib_inputs=None) -> ExportResult:
+def export_tflite(cut: SsdCut, precision: str, out_file, calib_inputs=None, float_ops=()) -> ExportResult:
     """Write the cut graph as a .tflite at fp32 or full int8 (per-channel weights, float32 I/O)."""
     import tensorflow as tf
 
@@ -92,11 +92,21 @@ def export_tflite(cut: SsdCut, precision: str, out_file, calib_inputs=None) -> E
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         pb = cut.write(Path(tmp) / "cut.pb")
-        converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
-            str(pb), [INPUT], [BOXES, CLASSES], {INPUT: list(cut.input_shape)})
+
+        def make():
+            return tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
+                str(pb), [INPUT], [BOXES, CLASSES], {INPUT: list(cut.input_shape)})
+
         notes = ["cut SSD frozen graph via the TF1 frozen-graph converter, batch 1"]
-        notes += configure(converter, precision, "float32", calib)
-        data = convert_bytes(converter, where)
+        if float_ops and precision == "int8":  # selective quantisation, as the pose exporter's guard rungs do
+            from converters.export.tflite_float_ops import convert_keeping_float
+
+            data, more = convert_keeping_float(make, precision, "float32", calib, float_ops, where)
+            notes += more
+        else:
+            converter = make()
+            notes += configure(converter, precision, "float32", calib)
+            data = convert_bytes(converter, where)
     info = inspect_tflite(data, where)
     names = _output_names(info, cut, where)
     _write_atomic(data, out_file)
@@ -193,7 +203,7 @@ def export_openvino(cut: SsdCut, precision: str, out_dir, calib_inputs=None, flo
                      f"{ranges or 'default'} ranges, {len(heads)} head convs in float), {len(calib)} calibration "
                      f"frames, {time.time() - t:.1f} s")
     xml = out_dir / "model.xml"
-    ov.save_model(model, str(xml), compress_to_fp16=False)
+    ov.save_model(model, str(xml), compress_to_fp16=(precision == "fp16"))
     saved = ov.Core().read_model(str(xml))
     names = {n: next(o.get_any_name() for o in saved.outputs if n in o.get_names()) for n in (BOXES, CLASSES)}
     return ExportResult(

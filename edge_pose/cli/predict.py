@@ -84,6 +84,9 @@ def run(args) -> int:
     est = PoseEstimator(args.bundle, flip=args.flip, method=args.method, padding=args.padding, detector=detector,
                         **selection.options(args))
     use_detector = est.detector is not None
+    if not use_detector and not args.boxes and gt is None:
+        print("edge-pose predict: no person detector (--detector, or a detect bundle beside the pose bundles) and no "
+              "--boxes: each image is one person box; several people in view get one skeleton", file=sys.stderr)
     boxes = box_source(args.boxes, args.score_threshold) if args.boxes else (gt or box_source(None))
     if gt is not None and isinstance(boxes, CocoBoxes) and boxes is not gt:
         boxes.use_images_of(gt)  # detections name images by the GT's ids, not by file-name digits
