@@ -169,7 +169,8 @@ def convert(source_ref, out_dir, *, checkpoint=None, device: str | None = None, 
     calib_set, eval_set = calibration_and_eval(source.input.size, calib, eval_data, images, boxes, calib_size,
                                                eval_size, seed, detector, min_box_score)
     log(f"  calibration: {len(calib_set) if calib_set is not None else 0} crops; evaluation: {len(eval_set)} crops"
-        f"{' with ground truth' if eval_set.has_ground_truth else ''}")
+        f"{' with ground truth' if eval_set.has_ground_truth else ''}"
+        f"{f': {eval_set.note}' if eval_set.kind == 'generated' else ''}")
     work = Path(tempfile.mkdtemp(prefix="edge-pose-convert-"))
     done: list[Converted] = []
     try:
