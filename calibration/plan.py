@@ -21,10 +21,11 @@ def _same(a, b) -> bool:
 
 def calibration_and_eval(input_size, calib=None, eval_data=None, images_dir=None, boxes=None, calib_size: int = 64,
                          eval_size: int | None = None, seed: int = 0,
-                         detector: str = "whole", min_box_score: float = 0.3) -> tuple[CropSet | None, CropSet]:
+                         detector: str | None = None, min_box_score: float = 0.3) -> tuple[CropSet | None, CropSet]:
     """(calibration set or None, evaluation set); each warns when too small to trust.
 
-    Detector boxes below `min_box_score` are left out of calibration: they are mostly background, and int8 ranges
+    `detector` finds people in folders and videos (whole, hog, a detect bundle; None: hog). Detector boxes below
+    `min_box_score` are left out of calibration: they are mostly background, and int8 ranges
     set on background crops fit people worse (measured on coco-mini: OKS agreement 0.975 -> 0.980).
     """
     if calib is None and eval_data is None:  # float precisions only (int8 without data is refused before this)
@@ -45,7 +46,8 @@ def calibration_and_eval(input_size, calib=None, eval_data=None, images_dir=None
         else:
             calib_set = everything.sample(calib_size, seed)
     if eval_set is None:
-        eval_set = load_crops(eval_data, input_size, images_dir=images_dir, seed=seed, detector=detector)
+        eval_set = load_crops(eval_data, input_size, images_dir=images_dir, seed=seed, detector=detector,
+                              min_box_score=min_box_score)
         if eval_size is not None:
             eval_set = eval_set.sample(eval_size, seed)
     if calib_set is not None:
