@@ -94,3 +94,24 @@ def test_convert_moves_past_a_refused_rung(dead_source, monkeypatch, tmp_path):
     assert attempts[1].error is None and done[0].outcome.chosen is attempts[1]
     assert (done[0].bundle.path / "model.tflite").is_file()
     assert "XNNPACK" in done[0].bundle.manifest.fidelity["attempts"][0]["error"]
+
+
+def test_litert_names_xnnpack_when_it_refuses_a_bundle(dead_source, calib, tmp_path):
+    """The runtime's side: a bundle whose model XNNPACK refuses is a delegate failure with readable text."""
+    import tensorflow as tf
+    from source_fixtures import bundle_from_export
+
+    from converters.export.tflite import configure, convert_bytes, export_tflite
+    from edge_pose.backends.base import BackendUnavailable
+    from edge_pose.backends.litert import LiteRTBackend
+
+    result = export_tflite(dead_source, "int8", tmp_path / "export" / "model.tflite", calib_inputs=calib)
+    converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
+        str(dead_source.pb_path), [dead_source.input.name], [dead_source.output.name],
+        {dead_source.input.name: list(dead_source.input_shape)})
+    configure(converter, "int8", "float32", calib)
+    result.files["model.tflite"].write_bytes(convert_bytes(converter, "raw int8"))  # the model as TF makes it
+    bundle = bundle_from_export(dead_source, result, tmp_path / "bundle")
+    with pytest.raises(BackendUnavailable) as err:
+        LiteRTBackend().load(bundle)
+    assert "XNNPACK refused" in str(err.value) and "runtime; Node number" in str(err.value)
