@@ -85,3 +85,7 @@ def test_convert_on_a_folder_uses_the_detector_and_says_so(frames, detector, tmp
     assert r.returncode == 0, r.stderr[-2000:]
     line = [ln for ln in r.stderr.splitlines() if "person crop(s) from 4 image(s)" in ln]
     assert len(line) == 1 and "detector ssdlite-mobilenetv2-person-tflite-fp32" in line[0]
+    v = _cli("validate", "b/hourglass-tflite-fp32", "--reference", str(pb), "--data", str(frames), "--detector",
+             str(detector), cwd=tmp_path)
+    assert v.returncode == 0, v.stderr[-2000:]
+    assert "person crop(s) from 4 image(s) (boxes: detector ssdlite" in v.stderr
