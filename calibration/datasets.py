@@ -2,8 +2,8 @@
 
 DATA is a COCO keypoint JSON (images beside it or in `images_dir`; ground-truth boxes, or a COCO detection results
 file through `boxes`), a folder of images or a video (every n-th frame), people found by OpenCV's HOG detector (the
-default), a detect bundle, or taken as the whole frame. Crops are made by the runtime's own preprocessing (edge_pose.preprocess.crop_people), so calibration sees
-exactly what the device will feed the model.
+default), a detect bundle, or taken as the whole frame. Crops are made by the runtime's own preprocessing
+(edge_pose.preprocess.crop_people), so calibration sees exactly what the device will feed the model.
 """
 from __future__ import annotations
 

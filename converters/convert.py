@@ -149,8 +149,8 @@ class Conversion:
 
 
 def convert(source_ref, out_dir, *, checkpoint=None, device: str | None = None, formats=(), precisions=(),
-            calib=None, images=None, boxes=None, detector: str | None = None, min_box_score: float = 0.3, calib_size: int = 64, eval_data=None,
-            eval_size: int | None = None,
+            calib=None, images=None, boxes=None, detector: str | None = None, min_box_score: float = 0.3,
+            calib_size: int = 64, eval_data=None, eval_size: int | None = None,
             facts: dict | None = None, thresholds: Thresholds | None = None, allow_degraded: bool = False,
             seed: int = 0, log: Callable[[str], None] = _stderr) -> list[Converted]:
     """Convert one source into one bundle per target; returns them in order. Raises ConversionError (one line)."""
