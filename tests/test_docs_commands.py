@@ -19,6 +19,7 @@ from shared import SHARED, shared
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(\S.*?)\s*-->$")
+SLOW = pytest.mark.slow  # the conversions: ~1.5 min on the 2-core CI machine, run by make test
 
 
 @dataclass
@@ -98,6 +99,7 @@ def workspace(tmp_path_factory):
     return base / "edge-pose"
 
 
+@SLOW
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.doc}:{c.line}" for c in COMMANDS])
 def test_command_runs_as_shown(command, workspace):
     env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
