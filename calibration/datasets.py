@@ -1,12 +1,13 @@
 """Person crops for calibration and fidelity checks, from the data users actually have.
 
 DATA is a COCO keypoint JSON (images beside it or in `images_dir`; ground-truth boxes, or a COCO detection results
-file through `boxes`), a folder of images (whole image, or OpenCV's HOG people detector) or a video (every n-th
-frame). Crops are made by the runtime's own preprocessing (edge_pose.preprocess.crop_people), so calibration sees
-exactly what the device will feed the model.
+file through `boxes`), a folder of images or a video (every n-th frame), people found by OpenCV's HOG detector (the
+default), a detect bundle, or taken as the whole frame. Crops are made by the runtime's own preprocessing
+(edge_pose.preprocess.crop_people), so calibration sees exactly what the device will feed the model.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +75,53 @@ def _choose(items: list, limit: int | None, seed: int) -> list:
     return [items[i] for i in keep]
 
 
-def _person_boxes(image: np.ndarray, detector: str) -> tuple[np.ndarray, np.ndarray]:
-    """(boxes xywh [N, 4], scores [N]) from the runtime's box sources: 'whole' frame or OpenCV 'hog'."""
-    from edge_pose.boxes import box_source
+class _PersonFinder:
+    """Person boxes for image folders and videos: 'whole' frame, OpenCV 'hog' (the default), or a detect bundle
+    (or a directory holding one, from `edge-pose convert ... --task detect`); boxes below `min_score` are dropped."""
 
-    if detector not in ("whole", "hog"):
-        raise CalibrationDataError(f"unknown person detector {detector!r} (whole or hog)")
-    found = np.asarray(box_source(detector).boxes(image), dtype=np.float32).reshape(-1, 5)
-    return found[:, :4], found[:, 4]
+    def __init__(self, detector: str | None, min_score: float):
+        from edge_pose.boxes import box_source
+        from edge_pose.errors import EdgePoseError
+
+        spec = detector or "hog"
+        self.min_score, self.whole = min_score, spec == "whole"
+        if spec in ("whole", "hog"):
+            try:
+                source = box_source(spec)
+            except EdgePoseError as exc:
+                raise CalibrationDataError(str(exc)) from None
+            self._find = source.boxes
+            self.label = "whole frame" if self.whole else ("OpenCV HOG" + ("" if detector else " (the default; "
+                                                                           "--detector BUNDLE or whole)"))
+            return
+        path = Path(spec)
+        if not path.exists():
+            raise CalibrationDataError(f"{path}: --detector takes whole, hog or a detect bundle (or a folder holding "
+                                       "one): no such file or folder")
+        from edge_pose.detect.bundle import open_detector
+
+        try:
+            found = open_detector(path)
+        except EdgePoseError as exc:
+            raise CalibrationDataError(f"{path}: not a usable detect bundle ({exc})") from None
+        self._find = found.detect
+        self.label = f"detector {found.bundle.path.name}"
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found = np.asarray(self._find(image), dtype=np.float32).reshape(-1, 5)
+        if not self.whole:
+            found = found[found[:, 4] >= self.min_score]
+        found = found[(found[:, 2] > 1) & (found[:, 3] > 1)]
+        return found[:, :4], found[:, 4]
+
+    def say(self, source, crops: int, images: int) -> None:
+        score = "" if self.whole else f", score >= {self.min_score:g}"
+        print(f"{source}: {crops} person crop(s) from {images} image(s) (boxes: {self.label}{score})",
+              file=sys.stderr, flush=True)
+        if crops == 0:
+            hint = "" if self.whole else ": try --detector BUNDLE, a lower --min-box-score, or --detector whole"
+            raise CalibrationDataError(f"{source}: no person boxes found in {images} image(s) ({self.label}{score})"
+                                       f"{hint}")
 
 
 def _from_coco(path: Path, input_size, images_dir, boxes, limit, seed, padding, min_box_score) -> CropSet:
@@ -126,40 +166,46 @@ def _from_coco(path: Path, input_size, images_dir, boxes, limit, seed, padding, 
     return crop_set
 
 
-def _from_folder(folder: Path, input_size, limit, seed, padding, detector) -> CropSet:
+def _from_folder(folder: Path, input_size, limit, seed, padding, finder: _PersonFinder) -> CropSet:
     files = _choose(list_images(folder), limit, seed)
     out = _Collector(input_size, padding)
     for file in _progress(files, f"crops from {folder.name}/"):
         image = read_image(file)
-        out.add(image, file.name, str(file), *_person_boxes(image, detector))
+        out.add(image, file.name, str(file), *finder(image))
+    finder.say(f"{folder}/", len(out.meta["image_ids"]), len(files))
     return out.build(str(folder), "folder", seed)
 
 
-def _from_video(path: Path, input_size, every_n, limit, padding, detector, seed) -> CropSet:
+def _from_video(path: Path, input_size, every_n, limit, padding, finder: _PersonFinder, seed) -> CropSet:
     out = _Collector(input_size, padding)
+    frames = 0
     for index, frame in _progress(video_frames(path, every_n), f"crops from {path.name}"):
-        out.add(frame, index, f"{path}#{index}", *_person_boxes(frame, detector))
+        frames += 1
+        out.add(frame, index, f"{path}#{index}", *finder(frame))
         if limit is not None and len(out.meta["image_ids"]) >= limit:
             break
+    finder.say(path, len(out.meta["image_ids"]), frames)
     return out.build(str(path), "video", seed)
 
 
 def load_crops(data, input_size, images_dir=None, boxes=None, every_n: int = 10, limit: int | None = None,
-               seed: int = 0, padding: float = 1.25, detector: str = "whole", min_box_score: float = 0.0) -> CropSet:
+               seed: int = 0, padding: float = 1.25, detector: str | None = None, min_box_score: float = 0.0
+               ) -> CropSet:
     """Crops (uint8 BGR, `input_size` (h, w)) from a COCO keypoint JSON, an image folder or a video.
 
     `limit` caps the number of boxes (COCO), images (folder) or sampled frames (video), chosen with `seed`;
-    `detector` ('whole' or 'hog') finds people in folders and videos.
+    `detector` finds people in folders and videos: 'whole' frame, 'hog' (None: the default) or a detect bundle path;
+    its boxes below `min_box_score` are left out (as are --boxes detections of a COCO JSON).
     """
     path = Path(data)
     if not path.exists():
         raise CalibrationDataError(f"{path}: no such file or folder")
     input_size = (int(input_size[0]), int(input_size[1]))
     if path.is_dir():
-        return _from_folder(path, input_size, limit, seed, padding, detector)
+        return _from_folder(path, input_size, limit, seed, padding, _PersonFinder(detector, min_box_score))
     if path.suffix.lower() == ".json":
         return _from_coco(path, input_size, images_dir, boxes, limit, seed, padding, min_box_score)
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return _from_video(path, input_size, every_n, limit, padding, detector, seed)
+        return _from_video(path, input_size, every_n, limit, padding, _PersonFinder(detector, min_box_score), seed)
     raise CalibrationDataError(f"{path}: not a COCO keypoint JSON, an image folder or a video "
                                f"({', '.join(VIDEO_SUFFIXES)})")

@@ -39,10 +39,12 @@ def add_arguments(p) -> None:
     p.add_argument("--images", metavar="DIR", help="images of a COCO JSON when not beside it")
     p.add_argument("--boxes", metavar="DETS", help="COCO detection results giving the --calib JSON's person boxes "
                                                    "(evaluation then uses its ground-truth people)")
-    p.add_argument("--detector", choices=["whole", "hog"], default="whole",
-                   help="person boxes in image folders and videos: whole frame (default) or OpenCV HOG")
+    p.add_argument("--detector", metavar="whole|hog|BUNDLE",
+                   help="person boxes in image folders and videos: OpenCV HOG (default), a detect bundle or a folder "
+                        "holding one (edge-pose convert ... --task detect), or 'whole' (one crop per image)")
     p.add_argument("--min-box-score", type=float, default=0.3, metavar="S",
-                   help="calibrate only on --boxes detections scoring at least S (default 0.3)")
+                   help="calibrate only on person boxes (--boxes detections, --detector's boxes) scoring at least S "
+                        "(default 0.3)")
     p.add_argument("--calib-size", type=int, default=64, metavar="N", help="calibration crops (default 64)")
     p.add_argument("--eval", dest="eval_data", metavar="DATA", help="evaluation data (default: held-out --calib)")
     p.add_argument("--eval-size", type=int, metavar="N", help="at most N evaluation crops")

@@ -22,6 +22,10 @@ def add_arguments(p) -> None:
     p.add_argument("--data", required=True, metavar="DATA", help="COCO keypoint JSON, image folder or video")
     p.add_argument("--images", metavar="DIR", help="images of a COCO JSON when not beside it")
     p.add_argument("--boxes", metavar="DETS", help="COCO detection results for the DATA JSON (default: GT boxes)")
+    p.add_argument("--detector", metavar="whole|hog|BUNDLE",
+                   help="person boxes in an image folder or video: OpenCV HOG (default), a detect bundle, or whole")
+    p.add_argument("--min-box-score", type=float, default=0.3, metavar="S",
+                   help="leave out person boxes scoring below S (default 0.3)")
     p.add_argument("--size", type=int, metavar="N", help="at most N crops (seeded choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", metavar="PTH|coco",
@@ -64,7 +68,8 @@ def _run(args) -> int:
 
         bundle = load_bundle(args.bundle)
         m = bundle.manifest
-        crops = load_crops(args.data, m.input.size, images_dir=args.images, boxes=args.boxes, seed=args.seed)
+        crops = load_crops(args.data, m.input.size, images_dir=args.images, boxes=args.boxes, seed=args.seed,
+                           detector=args.detector, min_box_score=args.min_box_score)
         if args.size:
             crops = crops.sample(args.size, args.seed)
         crops.warn_if_small("evaluation")

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from calibration.fidelity import Thresholds, compare
 from calibration.inference import heatmaps_on, model_inputs
-from converters.errors import ConversionError
+from converters.errors import ConversionError, RuntimeRefused
 from converters.guard import REWRITES, Attempt, GuardOutcome, Mitigation, run_guard
 from converters.manifest_build import build_manifest, devices_for
 from converters.targets import CALIBRATED, resolve_targets
@@ -65,9 +65,12 @@ def open_as_device(bundle_path: Path, fmt: str | None = None):
 
 def candidate_heatmaps(bundle_path: Path, eval_set, fmt: str | None = None):
     """Heatmaps of a bundle on the evaluation crops, run by the runtime exactly as a device would (CPU)."""
-    loaded = open_as_device(bundle_path, fmt)
+    try:
+        loaded = open_as_device(bundle_path, fmt)
+    except EdgePoseError as exc:  # the runtime refuses the model: a failed attempt for the guard
+        raise RuntimeRefused(f"{bundle_path.name}: the runtime refuses it: {exc}") from None
     if not loaded.chosen.requested:  # the format's own backend refused it: judging another runtime proves nothing
-        raise ConversionError(f"{bundle_path}: cannot run as a device would: {loaded.plan.candidates[0].reason}")
+        raise RuntimeRefused(f"{bundle_path}: cannot run as a device would: {loaded.plan.candidates[0].reason}")
     return heatmaps_on(loaded.session.infer, loaded.bundle.manifest.input, eval_set), loaded.bundle.manifest
 
 
@@ -117,7 +120,8 @@ class Conversion:
             self.log(f"  {fmt}/{precision}: checking fidelity on {len(self.eval_set)} crops")
             cand, _ = candidate_heatmaps(staged.path, self.eval_set, fmt)
         except EdgePoseError as exc:
-            if mitigation.options or mitigation.precision or mitigation.rewrite:
+            refused = isinstance(exc, RuntimeRefused) and precision == "int8"  # the ladder may get past it
+            if mitigation.options or mitigation.precision or mitigation.rewrite or refused:
                 return Attempt(mitigation, error=str(exc))
             raise
         figures = compare(self.reference, cand, self.source.input.size, self.eval_set, self.source.keypoints,
@@ -145,8 +149,8 @@ class Conversion:
 
 
 def convert(source_ref, out_dir, *, checkpoint=None, device: str | None = None, formats=(), precisions=(),
-            calib=None, images=None, boxes=None, detector: str = "whole", min_box_score: float = 0.3, calib_size: int = 64, eval_data=None,
-            eval_size: int | None = None,
+            calib=None, images=None, boxes=None, detector: str | None = None, min_box_score: float = 0.3,
+            calib_size: int = 64, eval_data=None, eval_size: int | None = None,
             facts: dict | None = None, thresholds: Thresholds | None = None, allow_degraded: bool = False,
             seed: int = 0, log: Callable[[str], None] = _stderr) -> list[Converted]:
     """Convert one source into one bundle per target; returns them in order. Raises ConversionError (one line)."""
@@ -165,7 +169,8 @@ def convert(source_ref, out_dir, *, checkpoint=None, device: str | None = None, 
     calib_set, eval_set = calibration_and_eval(source.input.size, calib, eval_data, images, boxes, calib_size,
                                                eval_size, seed, detector, min_box_score)
     log(f"  calibration: {len(calib_set) if calib_set is not None else 0} crops; evaluation: {len(eval_set)} crops"
-        f"{' with ground truth' if eval_set.has_ground_truth else ''}")
+        f"{' with ground truth' if eval_set.has_ground_truth else ''}"
+        f"{f': {eval_set.note}' if eval_set.kind == 'generated' else ''}")
     work = Path(tempfile.mkdtemp(prefix="edge-pose-convert-"))
     done: list[Converted] = []
     try:

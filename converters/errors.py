@@ -12,3 +12,8 @@ class SourceError(ConversionError):
 
 class CheckpointError(EdgePoseError):
     """A checkpoint that cannot be read safely or does not hold a state dict; str() is one line naming the file."""
+
+
+class RuntimeRefused(ConversionError):
+    """The runtime refuses to load or run an exported model (e.g. XNNPACK cannot prepare it): a failed attempt the
+    fidelity guard records and moves past, not the end of the conversion."""

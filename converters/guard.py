@@ -8,7 +8,9 @@ and min-max activation ranges, then the refinement stages and the depthwise conv
 feeds concats of mixed-range tensors (features + heatmaps) into 1x1 convs, the whole-model rungs are climbed again on
 the graph with those convs split per input (converters/sources/split_concat.py, exact in float), and the later rungs
 run on that graph only; dynamic-range and 16x8, which quantise the whole model, get that rewrite as their only retry.
-When none passes, the closest attempt is reported and the conversion fails unless `allow_degraded`.
+An attempt the runtime refuses (e.g. LiteRT cannot prepare the int8 model with XNNPACK) is a failed rung with that
+reason, and the ladder goes on. When none passes, the closest attempt is reported and the conversion fails unless
+`allow_degraded`.
 """
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def test_image_folder_whole_image(tmp_path):
     for name in ("000000000785.jpg", "000000040083.jpg"):
         shutil.copy(coco_mini() / name, tmp_path / name)
     (tmp_path / "notes.txt").write_text("not an image")
-    cs = load_crops(tmp_path, (192, 192))
+    cs = load_crops(tmp_path, (192, 192), detector="whole")
     assert len(cs) == 2 and cs.kind == "folder"
     h, w = cv2.imread(str(tmp_path / "000000040083.jpg")).shape[:2]
     np.testing.assert_allclose(cs.boxes[1], [0, 0, w, h])
@@ -86,7 +86,7 @@ def test_video_every_nth_frame(tmp_path):
         frame = np.full((120, 160, 3), 10 * i, np.uint8)
         writer.write(frame)
     writer.release()
-    cs = load_crops(path, (128, 96), every_n=10)
+    cs = load_crops(path, (128, 96), every_n=10, detector="whole")
     assert len(cs) == 3 and cs.kind == "video"
     assert cs.image_ids == [0, 10, 20]
     centre = cs.crops[:, 64, 48].mean(-1)  # frames were written with grey levels 10 * index

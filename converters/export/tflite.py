@@ -150,6 +150,25 @@ def _tools() -> dict[str, str]:
     return out
 
 
+def _keep_xnnpack_refused_in_float(road, data: bytes, io_dtype, calib, float_ops, where, notes) -> bytes:
+    """An int8 model with ops XNNPACK cannot requantise, rebuilt with those ops in float (LiteRT with XNNPACK, the
+    default on every device, would refuse the whole model); the note names them."""
+    from converters.export.tflite_float_ops import convert_keeping_float
+    from converters.export.tflite_xnnpack import unrepresentable_ops
+
+    refused = unrepresentable_ops(data)
+    if not refused:
+        return data
+    names = [name for _, name, _, _ in refused]
+    data, more = convert_keeping_float(road.make, "int8", io_dtype, calib, list(float_ops) + names, where)
+    notes.append(f"{len(refused)} op(s) kept in float because XNNPACK cannot requantise them (input x weight / "
+                 f"output scale >= 256: activations all but zero on the calibration crops, output scale "
+                 f"{min(s for *_, s in refused):.1e}): "
+                 + ", ".join(f"{op} {name.split(';')[0]}" for op, name, _, _ in refused[:4])
+                 + (" ..." if len(refused) > 4 else ""))
+    return data
+
+
 def export_tflite_target(source, precision: str, out_dir, calib_inputs=None, blob_device=None, **options
                          ) -> ExportResult:
     """The registry's exporter signature: model.tflite in `out_dir` (TFLite has no device blobs)."""
@@ -157,12 +176,14 @@ def export_tflite_target(source, precision: str, out_dir, calib_inputs=None, blo
 
 
 def export_tflite(source, precision: str, out_file, calib_inputs=None, io_dtype: str = "float32",
-                  float_ops: Sequence[str] = ()) -> ExportResult:
+                  float_ops: Sequence[str] = (), keep_refused_in_float: bool = True) -> ExportResult:
     """Write `out_file` (.tflite) for `source` at `precision`.
 
     calib_inputs: real calibration crops in the SOURCE's model-input form (its layout, normalised float32); needed
     for int8 and int16x8. io_dtype: float32, or int8/uint8 for int8 models (their scale/zero point are recorded).
     float_ops: for int8, layers kept in float (see converters.export.tflite_float_ops for the names it takes).
+    keep_refused_in_float: for int8, ops XNNPACK cannot requantise are kept in float (converters.export.tflite_xnnpack);
+    False leaves them int8, and LiteRT with XNNPACK then refuses the model.
     """
     out_file = Path(out_file)
     where = f"{source.model_name} -> TFLite {precision}"
@@ -204,6 +225,8 @@ def export_tflite(source, precision: str, out_file, calib_inputs=None, io_dtype:
             configure(converter, precision, io_dtype, calib, builtins_fallback=True)
             notes.append("ops without 16x8 kernels kept in float: " + ", ".join(_unsupported_16x8(detail)))
             data = convert_bytes(converter, where)
+    if precision == "int8" and keep_refused_in_float:
+        data = _keep_xnnpack_refused_in_float(road, data, io_dtype, calib, float_ops, where, notes)
     info = inspect_tflite(data, where)
     if len(info.inputs) != 1 or len(info.outputs) != 1:
         raise ConversionError(f"{where}: converted model has {len(info.inputs)} inputs and {len(info.outputs)} "

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge_pose.bundle import Quantization
 
-from converters.errors import ConversionError
+from converters.errors import ConversionError, RuntimeRefused
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
 QUANT_BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
@@ -117,9 +117,10 @@ def inspect_tflite(model_bytes: bytes, where: str) -> TFLiteInfo:
         interp = Interpreter(model_content=model_bytes)
         interp.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
-        raise ConversionError(f"{where}: LiteRT cannot load the converted model "
-                              f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
-                              ) from None
+        from converters.export.tflite_xnnpack import split_runtime_message
+
+        raise RuntimeRefused(f"{where}: LiteRT cannot load the converted model "
+                              f"({split_runtime_message(exc) or type(exc).__name__})") from None
     info = TFLiteInfo(ops, [_tensor(d) for d in interp.get_input_details()],
                       [_tensor(d) for d in interp.get_output_details()])
     for t in info.inputs + info.outputs:

@@ -15,6 +15,7 @@ import ctypes
 import importlib
 import os
 import platform
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -206,5 +207,8 @@ class LiteRTBackend:
             if delegates:
                 raise BackendUnavailable(f"{accelerator} delegate {Path(lib).name} rejected the model: "
                                          f"{one_line(exc)}") from None
-            raise BundleError(f"{bundle.model_path}: LiteRT cannot load it ({one_line(exc)})") from None
+            text = re.sub(r"(?<=[a-z0-9.)])(?=Node number \d+)", "; ", one_line(exc))  # messages run together
+            if xnnpack and "XNNPACK" in text:  # the delegate refused the model, not the runtime: say which
+                raise BackendUnavailable(f"XNNPACK refused {bundle.model_path}: {text}") from None
+            raise BundleError(f"{bundle.model_path}: LiteRT cannot load it ({text})") from None
         return LiteRTSession(bundle, interpreter, rt.label, accelerator, threads, lib, xnnpack, execution)
