@@ -84,8 +84,13 @@ def test_the_detector_beside_the_bundles_is_used_and_ids_stay_stable(crowd):
 def test_live_page_draws_one_skeleton_per_person(crowd):
     need_binary(CHROMIUM)
     base, work = crowd["base"], crowd["work"]
-    dom = chromium(["--virtual-time-budget=15000", "--dump-dom", base + "/"], work)
-    html = dom.stdout.decode()
+    wait_for(lambda: len(get_json(base + "/v1/poses/latest")[1].get("people") or []) >= 2, 60,
+             "a result with several people", crowd["daemon"])
+    for _ in range(2):  # a busy 2-core machine can run past the virtual time before the first draw: once more
+        dom = chromium(["--virtual-time-budget=30000", "--dump-dom", base + "/"], work)
+        html = dom.stdout.decode()
+        if 'data-state="drawn"' in html:
+            break
     assert 'data-state="drawn"' in html, dom.stderr.decode()[-2000:]
     attrs = dict(kv.split("=", 1) for kv in html.split("<body", 1)[1].split(">", 1)[0].split() if "=" in kv)
     people, edges = int(attrs["data-people"].strip('"')), int(attrs["data-edges"].strip('"'))
