@@ -8,7 +8,6 @@ not, since they expect one heatmap output and a detector has two.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -38,18 +37,6 @@ def calibration_inputs(images_bgr: Iterable[np.ndarray], spec: dict, flips: bool
     if not out:
         raise ConversionError("detector int8: no calibration frames")
     return np.stack(out).astype(np.float32)
-
-
-def _write_atomic(data: bytes, out_file: Path) -> None:
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_calib(calib, cut: SsdCut, where: str) -> np.ndarray:
@@ -109,7 +96,9 @@ def export_tflite(cut: SsdCut, precision: str, out_file, calib_inputs=None, floa
             data = convert_bytes(converter, where)
     info = inspect_tflite(data, where)
     names = _output_names(info, cut, where)
-    _write_atomic(data, out_file)
+    from converters.export.tflite import write_atomic
+
+    write_atomic(data, out_file)
     inp = info.inputs[0]
     floats = info.float_compute_ops() if precision == "int8" else []
     if floats:

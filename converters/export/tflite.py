@@ -126,7 +126,8 @@ def convert_bytes(converter, where: str) -> bytes:
         raise err from None
 
 
-def _write_atomic(data: bytes, out_file: Path) -> None:
+def write_atomic(data: bytes, out_file: Path) -> None:
+    """Write bytes so that a failure never leaves a half-written model file."""
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
     try:
@@ -236,7 +237,7 @@ def export_tflite(source, precision: str, out_file, calib_inputs=None, io_dtype:
         if floats:
             notes.append(f"{len(floats)} op(s) compute in float: "
                          f"{', '.join(sorted({o.op for o in floats}))}")
-    _write_atomic(data, out_file)
+    write_atomic(data, out_file)
     inp, out = info.inputs[0], info.outputs[0]
     return ExportResult(
         format="tflite", precision=precision, files={out_file.name: out_file}, model_file=out_file.name,
