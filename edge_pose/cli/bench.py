@@ -32,6 +32,9 @@ def add_arguments(p) -> None:
                    help="--pipeline's person detector (default: a detect bundle beside the pose bundles)")
     p.add_argument("--detect-every", type=int, default=1, metavar="N",
                    help="--pipeline: run the detector every N frames, carrying boxes from the keypoints between")
+    p.add_argument("--pipeline-mode", default="stream", choices=("stream", "serial", "both"),
+                   help="--pipeline: stream (read, boxes and crop in threads ahead of inference; default), serial "
+                        "(the stages one after another) or both, one after the other")
     p.add_argument("--pin", metavar="CORES", help="pin to these cores, e.g. 2,3")
     p.add_argument("--json", metavar="OUT", help="write results JSON here")
     p.add_argument("--out", metavar="DIR", help="(report) output directory")
@@ -118,9 +121,10 @@ def run(args) -> int:
         from edge_pose.bench.pipeline import time_pipeline
 
         detector, boxes = _pipeline_boxes(args)
+        modes = ("stream", "serial") if args.pipeline_mode == "both" else (args.pipeline_mode,)
         doc["pipeline"] = [time_pipeline(v, args.pipeline, args.runs, boxes, detector, args.detect_every,
-                                         _progress(f"pipeline {v.label}"))
-                           for v in measured if v.bundle.manifest.task == "pose"]
+                                         _progress(f"pipeline {v.label} ({mode})"), mode=mode)
+                           for v in measured if v.bundle.manifest.task == "pose" for mode in modes]
     _print_table(doc)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -154,6 +158,22 @@ def _pipeline_boxes(args):
     return open_detector(path, device=args.device, **opts), "detector"
 
 
+def _pipeline_line(p: dict) -> str:
+    """One pipeline row: end-to-end FPS beside the rate inference alone allows, and what bounds it."""
+    stages = "  ".join(f"{k} {v:.2f}" for k, v in p["stage_p50_ms"].items())
+    line = f"pipeline {p['label']} ({p['mode']}, boxes {p['boxes']}"
+    line += f", detect every {p['detect_every']})" if p["boxes"] == "detector" else ")"
+    line += f": {p['fps']:.1f} FPS end to end, {p['people_per_frame']:.2f} people/frame"
+    if p.get("inference_bound_fps"):
+        line += (f"; pure inference {p['inference_fps']:.1f} FPS -> {p['inference_bound_fps']:.1f} frames/s at "
+                 f"this many people, e2e/inference {p['ratio_to_inference']:.2f}x")
+    if p.get("read_fps"):
+        line += f"; read alone {p['read_fps']:.1f} FPS"
+        if p.get("bound_by") == "read":
+            line += " (slower than inference: the bound is the decode)"
+    return line + f"\n  p50 ms per stage: {stages}"
+
+
 def _device(name: str) -> dict:
     from edge_pose.select import resolve_profile
 
@@ -180,6 +200,5 @@ def _print_table(doc: dict) -> None:
         if "error" in r:
             print(f"{r['label']}: not measured: {r['error']}")
     for p in doc.get("pipeline") or []:
-        stages = "  ".join(f"{k} {v:.2f}" for k, v in p["stage_p50_ms"].items())
-        print(f"pipeline {p['label']}: {p['fps']:.1f} FPS end to end; p50 ms per stage: {stages}")
+        print(_pipeline_line(p))
     print(f"peak RSS {doc['peak_rss_mb']:.0f} MB")
