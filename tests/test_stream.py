@@ -118,7 +118,7 @@ def test_stream_with_a_detector_every_three_frames_equals_predict_next(cpm_bundl
     assert sum(d for _, d in serial) >= 4 and sum(len(p) for p, _ in serial) > len(serial)  # several people
     for (people, timings), (expected, detected) in zip(items, serial):
         _same_people(people, expected)
-        assert (timings["detect"] > 0) == detected and (timings["carry"] > 0) != detected
+        assert (timings["detect"] > 0) == detected and (detected or timings["carry"] > 0)
     assert not _stream_threads()
 
 
