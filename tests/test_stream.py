@@ -172,3 +172,17 @@ def test_bench_pipeline_on_an_unreadable_video_is_one_line(cpm_bundle, tmp_path)
                                  "--pipeline", str(bad)], capture_output=True, text=True, timeout=120)
     lines = [line for line in proc.stderr.strip().splitlines() if "error" in line]
     assert proc.returncode == 2 and len(lines) == 1 and "broken.avi" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_frames_and_model_inputs_are_reused_buffers(cpm_bundle, video):
+    est = PoseEstimator(cpm_bundle.path)
+    stream = PoseStream(est, VideoFrames(video, loop=True), depth=2)
+    frames, inputs = set(), set()
+    for item in stream:
+        frames.add(item.image.ctypes.data)
+        inputs.update(buf.x.ctypes.data for buf in stream._inputs)
+        if item.index == 40:
+            break
+    stream.close()
+    assert len(frames) <= 2 * 2 + 3  # the ring's slots, whatever the number of frames
+    assert len(inputs) == len(stream._inputs)  # one person a frame never outgrows the preallocated rows
