@@ -167,6 +167,8 @@ def _pipeline_line(p: dict) -> str:
     if p.get("inference_bound_fps"):
         line += (f"; pure inference {p['inference_fps']:.1f} FPS -> {p['inference_bound_fps']:.1f} frames/s at "
                  f"this many people, e2e/inference {p['ratio_to_inference']:.2f}x")
+    if p.get("infer_share") is not None:
+        line += f"; {p['infer_share']:.0%} of the time in inference"
     if p.get("read_fps"):
         line += f"; read alone {p['read_fps']:.1f} FPS"
         if p.get("bound_by") == "read":
