@@ -454,9 +454,3 @@ class PoseStream:
         if stuck:
             raise StreamError(f"{self.name}: stream stage(s) {', '.join(stuck)} did not stop within {JOIN_S:.0f} s")
 
-
-def stream_people(estimator, frames, **options: Any):
-    """(index, people) for every frame of `frames`, streamed (a convenience over PoseStream)."""
-    with PoseStream(estimator, frames, **options) as stream:
-        for item in stream:
-            yield item.index, item.people
