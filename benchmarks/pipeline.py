@@ -58,13 +58,13 @@ def make_video(path: Path, image: Path, frames: int, size=(480, 640), fourcc: st
     return path
 
 
-def _chunk_inference(est, x, n: int) -> tuple[float, list[float]]:
-    t0 = time.perf_counter()
+def _chunk_inference(est, x, n: int):
+    t0, c0 = time.perf_counter(), time.thread_time()
     marks = [t0]
     for _ in range(n):
         est.session.infer(x)
         marks.append(time.perf_counter())
-    return n / (marks[-1] - t0), list(np.diff(marks))
+    return n / (marks[-1] - t0), list(np.diff(marks)), {"main": (time.thread_time() - c0) / n}
 
 
 def _chunk_read(video: Path, n: int) -> tuple[float, list[float]]:
@@ -72,17 +72,17 @@ def _chunk_read(video: Path, n: int) -> tuple[float, list[float]]:
 
     frames = VideoFrames(video, loop=True)
     buf = frames.read()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     marks = [t0]
     for _ in range(n):
         buf = frames.read(buf)
         marks.append(time.perf_counter())
     frames.close()
-    return n / (marks[-1] - t0), list(np.diff(marks))
+    return n / (marks[-1] - t0), list(np.diff(marks)), {"main": (time.thread_time() - c0) / n}
 
 
-def _with_people(result: tuple[float, list[float]]) -> tuple[float, float, list[float]]:
-    return result[0], 1.0, result[1]
+def _with_people(result):
+    return result[0], 1.0, result[1], result[2]
 
 
 def _chunk_serial(est, video: Path, n: int, every: int | None, boxes=None) -> tuple[float, float]:
@@ -90,7 +90,7 @@ def _chunk_serial(est, video: Path, n: int, every: int | None, boxes=None) -> tu
 
     frames = VideoFrames(video, loop=True)
     buf, people = None, 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     marks = [t0]
     for i in range(n):
         buf = frames.read(buf)
@@ -103,22 +103,23 @@ def _chunk_serial(est, video: Path, n: int, every: int | None, boxes=None) -> tu
     frames.close()
     if every:
         est._stream = None  # predict_next's carried boxes: the next chunk starts from the video's start again
-    return n / (marks[-1] - t0), people / n, list(np.diff(marks))
+    return n / (marks[-1] - t0), people / n, list(np.diff(marks)), {"main": (time.thread_time() - c0) / n}
 
 
 def _chunk_stream(est, video: Path, n: int, every: int = 1, boxes=None) -> tuple[float, float]:
     from edge_pose.stream import PoseStream, VideoFrames
 
     people = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     marks = [t0]
     with PoseStream(est, VideoFrames(video, loop=True), boxes=boxes, detect_every=every) as stream:
         for item in stream:
             people += len(item.people)
             marks.append(time.perf_counter())
             if item.index == n - 1:
+                cpu = {"main": (time.thread_time() - c0) / n, **{k: v / max(1, stream.handled[k]) for k, v in stream.cpu_s.items()}}
                 break  # the close (joining the threads) is not a frame's cost
-    return n / (marks[-1] - t0), people / n, list(np.diff(marks))
+    return n / (marks[-1] - t0), people / n, list(np.diff(marks)), cpu
 
 
 def _table(header: list[str], rows: list[list[str]]) -> None:
@@ -197,13 +198,14 @@ def main(argv=None) -> int:
                                                                                                      mn, e)
     fps = {k: [] for k in [*one, *multi]}
     p50_fps = {k: [] for k in [*one, *multi]}  # 1 / the round's median frame time: blind to preemption spikes
-    people = {}
+    people, cpu = {}, {}
     contenders = {**one, **multi}
     print(f"{len(contenders)} contenders x {args.rounds} rounds x {n} frames, interleaved ...", file=sys.stderr)
     for r in range(args.rounds + 1):
         for key, run in contenders.items():
-            f, p, times = run()
+            f, p, times, c = run()
             if r:
+                cpu.setdefault(key, []).append(c)
                 fps[key].append(f)
                 p50_fps[key].append(1.0 / float(np.median(times)))
                 people[key] = p
@@ -241,6 +243,16 @@ def main(argv=None) -> int:
                      f"{ratio((t, 'stream'), bound, p50_fps):.2f}x"])
     _table(["threads", "inference", "read", "serial", "stream", "serial/inf", "stream/inf", "stream/serial",
             "bound", "stream/bound"], rows)
+    print("\nCPU ms per frame by thread (time.thread_time; with 1 inference thread the runtime runs in the main "
+          "thread, so these are all the work). On an idle machine with a core per thread the stream's frame time "
+          "is the largest of them:")
+    rows = []
+    for t in threads:
+        for what in ("inference", "read", "serial", "stream"):
+            c = {k: float(np.median([d[k] for d in cpu[(t, what)]])) * 1e3 for k in cpu[(t, what)][0]}
+            rows.append([f"{t}", what, f"{c['main']:.2f}", f"{c.get('read', 0):.2f}", f"{c.get('prepare', 0):.2f}",
+                         f"{1e3 / max(c.values()):.0f}" if what == "stream" and t == 1 else ""])
+    _table(["threads", "contender", "main", "reader", "prepare", "FPS if each had a core"], rows)
     if multi:
         det_threads = f"{args.detector_threads} threads" if args.detector_threads else "the pose model's threads"
         print(f"\nseveral people per frame ({street.name}, SSD detector {Path(det).name} at {det_threads}), "

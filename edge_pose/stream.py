@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -235,6 +235,9 @@ class PoseStream:
         self._det_lock = threading.Lock()
         self._held: int | None = None
         self._closed = False
+        # CPU seconds (time.thread_time) each helper thread used for the frames it has handled so far
+        self.cpu_s = {"read": 0.0, "prepare": 0.0}
+        self.handled = {"read": 0, "prepare": 0}
         if self._detecting:
             from edge_pose.detect.carry import EveryN
 
@@ -270,7 +273,7 @@ class PoseStream:
         return False
 
     def _read_loop(self) -> None:
-        index = 0
+        index, cpu0 = 0, time.thread_time()
         try:
             while True:
                 slot = self._get(self._free_frames)
@@ -284,6 +287,7 @@ class PoseStream:
                     return
                 if frame is not buf:  # first use of the slot, or the frame size changed
                     self._ring[slot] = frame
+                self.cpu_s["read"], self.handled["read"] = time.thread_time() - cpu0, index + 1
                 if not self._put(self._read_q, (index, slot, time.perf_counter() - t0)):
                     return
                 index += 1
@@ -291,6 +295,7 @@ class PoseStream:
             self._put(self._read_q, _Failure("read", exc))
 
     def _prepare_loop(self) -> None:
+        cpu0 = time.thread_time()
         try:
             while True:
                 got = self._get(self._read_q)
@@ -323,6 +328,7 @@ class PoseStream:
                         image, item.boxes, self.est.input_size, self.est.padding)
                     item.timings["crop"] = time.perf_counter() - t2
                     item.timings["prepare_wait"] = t2 - t1
+                self.cpu_s["prepare"], self.handled["prepare"] = time.thread_time() - cpu0, index + 1
                 if not self._put(self._prep_q, item):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
