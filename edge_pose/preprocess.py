@@ -203,9 +203,13 @@ def to_model_input(crops_bgr_uint8: np.ndarray, input_spec: InputSpec, out: np.n
     return out
 
 
-def crop_to_image(keypoints, centers, scales_hw, input_size: tuple[int, int], rots=None) -> np.ndarray:
-    """Keypoints [N, K, 2] (x, y) in input-crop px -> image px, through each crop's inverse affine."""
+def crop_to_image(keypoints, centers, scales_hw, input_size: tuple[int, int], rots=None,
+                  inverse: np.ndarray | None = None) -> np.ndarray:
+    """Keypoints [N, K, 2] (x, y) in input-crop px -> image px, through each crop's inverse affine.
+
+    `inverse`: those matrices, warp_matrices(centers, scales_hw, input_size, rots, inv=True), computed ahead (a
+    stream computes them beside the crop, off the inference thread)."""
     kp = np.asarray(keypoints, dtype=np.float64)
-    inv = warp_matrices(centers, scales_hw, input_size, rots, inv=True)
+    inv = warp_matrices(centers, scales_hw, input_size, rots, inv=True) if inverse is None else inverse
     out = np.einsum("nij,nkj->nki", inv[:, :, :2], kp) + inv[:, None, :, 2]
     return out.astype(np.float32)

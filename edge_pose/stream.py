@@ -33,7 +33,7 @@ from edge_pose.decode import decode_heatmaps, fuse_flip
 from edge_pose.errors import EdgePoseError
 from edge_pose.estimator import Person, _boxes_array
 from edge_pose.media import MediaError, check_video_size, kind_of, read_image
-from edge_pose.preprocess import crop_people, crop_to_image, input_tables, to_model_input
+from edge_pose.preprocess import crop_people, crop_to_image, input_tables, to_model_input, warp_matrices
 from registry import DECODERS
 
 POLL_S = 0.05  # how often a blocked stage looks at the stop flag
@@ -134,6 +134,7 @@ class _Prepared:
     inputs: int | None = None  # model-input ring slot holding the crops' tensors
     centers: np.ndarray | None = None
     scales: np.ndarray | None = None
+    inverse: np.ndarray | None = None  # crop -> image affines
 
 
 class _End:
@@ -162,7 +163,7 @@ class _InputBuffers:
         self.x_flipped = np.empty(tensor, self.tables.dtype) if self.flip else None
 
     def fill(self, image: np.ndarray, boxes: np.ndarray, input_size, padding: float):
-        """Crop `boxes` out of `image` into these buffers; (centers, scales, n)."""
+        """Crop `boxes` out of `image` into these buffers; (centers, scales, inverse affines) for back-projection."""
         n = len(boxes)
         if n > len(self.crops):
             self._alloc(1 << (n - 1).bit_length())
@@ -171,7 +172,8 @@ class _InputBuffers:
             to_model_input(crops.images, self.spec, out=self.x, tables=self.tables)
             if self.flip:
                 to_model_input(crops.images[:, :, ::-1], self.spec, out=self.x_flipped, tables=self.tables)
-        return crops.centers, crops.scales, n
+        inverse = warp_matrices(crops.centers, crops.scales, input_size, None, inv=True)  # as predict: no rotation
+        return crops.centers, crops.scales, inverse
 
 
 class _Prefetched:
@@ -324,7 +326,7 @@ class PoseStream:
                     if item.inputs is None:
                         return
                     t2 = time.perf_counter()
-                    item.centers, item.scales, _ = self._inputs[item.inputs].fill(
+                    item.centers, item.scales, item.inverse = self._inputs[item.inputs].fill(
                         image, item.boxes, self.est.input_size, self.est.padding)
                     item.timings["crop"] = time.perf_counter() - t2
                     item.timings["prepare_wait"] = t2 - t1
@@ -375,7 +377,10 @@ class PoseStream:
         """The next frame's people, or None at the end; the previous item's image buffer goes back to the ring."""
         self._release_held()
         t0 = time.perf_counter()
-        got = None
+        try:
+            got = self._prep_q.get_nowait()  # the usual case once the stages run ahead: no timed wait to set up
+        except queue.Empty:
+            got = None
         while got is None:
             try:
                 got = self._prep_q.get(timeout=0.5)
@@ -401,7 +406,7 @@ class PoseStream:
 
     def _people(self, item: _Prepared, image: np.ndarray, timings: dict) -> list:
         buffers = self._inputs[item.inputs] if item.inputs is not None else None
-        centers, scales, boxes = item.centers, item.scales, item.boxes
+        centers, scales, inverse, boxes = item.centers, item.scales, item.inverse, item.boxes
         if self._detecting:
             t0 = time.perf_counter()
             self._prefetched.ahead, self._prefetched.spent = item.detected, 0.0
@@ -414,10 +419,10 @@ class PoseStream:
                 boxes = _boxes_array(found, image.shape)
                 t1 = time.perf_counter()
                 buffers = self._carried_inputs
-                centers, scales, _ = buffers.fill(image, boxes, self.est.input_size, self.est.padding)
+                centers, scales, inverse = buffers.fill(image, boxes, self.est.input_size, self.est.padding)
                 timings["crop"] = timings["caller_crop"] = time.perf_counter() - t1
         try:
-            people = self._infer(buffers, boxes, centers, scales, timings)
+            people = self._infer(buffers, boxes, centers, scales, inverse, timings)
         finally:
             if item.inputs is not None:
                 self._free_inputs.put(item.inputs)
@@ -427,7 +432,7 @@ class PoseStream:
             timings["carry"] += time.perf_counter() - t2
         return people
 
-    def _infer(self, buffers: _InputBuffers, boxes, centers, scales, timings) -> list:
+    def _infer(self, buffers: _InputBuffers, boxes, centers, scales, inverse, timings) -> list:
         """As PoseEstimator.heatmaps + _keypoints + predict's back-projection, on tensors prepared ahead."""
         est, n = self.est, len(boxes)
         if not n:
@@ -439,7 +444,7 @@ class PoseStream:
             hm = fuse_flip(hm, back, est.keypoints.flip_indices, shift=DECODERS[est.method].flip_shift)
         t1 = time.perf_counter()
         kp, scores = decode_heatmaps(hm, est.method, est.input_size, est.blur_kernel, layout="NCHW")
-        kp_img = crop_to_image(kp, centers, scales, est.input_size)
+        kp_img = crop_to_image(kp, centers, scales, est.input_size, inverse=inverse)
         people = [Person(kp_img[i], scores[i], boxes[i, :4].copy(), float(boxes[i, 4])) for i in range(n)]
         timings["infer"] = t1 - t0
         timings["decode"] = time.perf_counter() - t1
