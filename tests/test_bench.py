@@ -127,6 +127,7 @@ def test_bench_pipeline_times_each_stage_streamed_and_serial(cpm_bundle, tmp_pat
     for p in (stream, serial):
         assert set(p["stage_p50_ms"]) == {"read", "boxes", "detect", "carry", "crop", "infer", "decode", "wait",
                                           "other", "total"}
+        assert set(p["stage_mean_ms"]) == set(p["stage_p50_ms"])
         assert p["stage_p50_ms"]["infer"] > 0 and p["stage_p50_ms"]["read"] > 0 and p["fps"] > 0
         assert p["people_per_frame"] == 1 and p["frames"] == 3
         assert p["inference_fps"] > 0 and p["inference_bound_fps"] == p["inference_fps"]  # no flip test here

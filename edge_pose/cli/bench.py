@@ -30,6 +30,9 @@ def add_arguments(p) -> None:
                    help="--pipeline's person boxes (default: the detector when there is one, else the whole frame)")
     p.add_argument("--detector", metavar="BUNDLE_OR_DIR",
                    help="--pipeline's person detector (default: a detect bundle beside the pose bundles)")
+    p.add_argument("--detector-threads", type=int, metavar="N",
+                   help="--pipeline: the detector's threads (default: its backend's; on 2 cores 1 leaves the other "
+                        "core to pose inference while the stream detects ahead)")
     p.add_argument("--detect-every", type=int, default=1, metavar="N",
                    help="--pipeline: run the detector every N frames, carrying boxes from the keypoints between")
     p.add_argument("--pipeline-mode", default="stream", choices=("stream", "serial", "both"),
@@ -155,6 +158,10 @@ def _pipeline_boxes(args):
     from edge_pose.detect.bundle import open_detector
 
     opts = {k: v for k, v in selection.options(args).items() if k not in ("device", "threads")}
+    if args.detector_threads is not None:
+        if args.detector_threads < 1:
+            raise EdgePoseError(f"--detector-threads must be at least 1, got {args.detector_threads}")
+        opts["threads"] = args.detector_threads
     return open_detector(path, device=args.device, **opts), "detector"
 
 
@@ -173,7 +180,10 @@ def _pipeline_line(p: dict) -> str:
         line += f"; read alone {p['read_fps']:.1f} FPS"
         if p.get("bound_by") == "read":
             line += " (slower than inference: the bound is the decode)"
-    return line + f"\n  p50 ms per stage: {stages}"
+    line += f"\n  p50 ms per stage: {stages}"
+    if p.get("stage_mean_ms"):
+        line += "\n  mean ms per stage: " + "  ".join(f"{k} {v:.2f}" for k, v in p["stage_mean_ms"].items())
+    return line
 
 
 def _device(name: str) -> dict:
