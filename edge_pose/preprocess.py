@@ -98,8 +98,12 @@ def warp_matrix(center, scale_hw, output_size_hw, rot: float = 0.0, inv: bool = 
 
 
 def crop_people(image_bgr: np.ndarray, boxes_xywh, input_size: tuple[int, int], padding: float = 1.25,
-                rots=None) -> Crops:
-    """Cut one model-sized crop per box (cv2.warpAffine, INTER_LINEAR, black outside the image)."""
+                rots=None, out: np.ndarray | None = None) -> Crops:
+    """Cut one model-sized crop per box (cv2.warpAffine, INTER_LINEAR, black outside the image).
+
+    `out`: a uint8 [M >= N, h, w, 3] buffer to warp into (a stream reuses it frame after frame); the crops are then
+    its first N rows.
+    """
     if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         shape = getattr(image_bgr, "shape", None)
         raise EdgePoseError(f"image must be an HxWx3 BGR array, got {type(image_bgr).__name__} shape {shape}")
@@ -110,10 +114,20 @@ def crop_people(image_bgr: np.ndarray, boxes_xywh, input_size: tuple[int, int], 
     n = len(centers)
     rot = np.zeros(n, np.float32) if rots is None else np.broadcast_to(np.asarray(rots, np.float32), (n,)).copy()
     mats = warp_matrices(centers, scales, input_size, rot)
-    images = np.empty((n, h, w, 3), np.uint8)
+    images = np.empty((n, h, w, 3), np.uint8) if out is None else _rows(out, n, (h, w, 3), np.uint8, "crop")
     for i in range(n):
         cv2.warpAffine(image_bgr, mats[i], (w, h), dst=images[i], flags=cv2.INTER_LINEAR)
     return Crops(images, centers, scales, rot)
+
+
+def _rows(buffer: np.ndarray, n: int, shape: tuple, dtype, what: str) -> np.ndarray:
+    """The first n rows of a preallocated buffer, or one line saying why it cannot hold them."""
+    if (not isinstance(buffer, np.ndarray) or buffer.dtype != dtype or buffer.shape[1:] != tuple(shape)
+            or len(buffer) < n or not buffer.flags.c_contiguous):
+        want = ", ".join(map(str, shape))
+        raise EdgePoseError(f"{what} buffer must be C-contiguous {np.dtype(dtype)} [>= {n}, {want}], got "
+                            f"{getattr(buffer, 'dtype', type(buffer).__name__)} {getattr(buffer, 'shape', None)}")
+    return buffer[:n]
 
 
 def _round_half_away(x: np.ndarray) -> np.ndarray:
@@ -145,12 +159,16 @@ def input_tables(input_spec: InputSpec) -> np.ndarray:
     return table.astype(dtype)
 
 
-def to_model_input(crops_bgr_uint8: np.ndarray, input_spec: InputSpec) -> np.ndarray:
+def to_model_input(crops_bgr_uint8: np.ndarray, input_spec: InputSpec, out: np.ndarray | None = None,
+                   tables: np.ndarray | None = None) -> np.ndarray:
     """uint8 BGR crops [N, h, w, 3] -> exactly the model's input tensor.
 
     Colour order, then (x - mean) / std in 0..255 units, then q = round(x / scale + zero_point) clipped to the
     dtype's range for quantised integer inputs, then layout and dtype. Done with one cv2.LUT per channel plane,
     which also performs the NHWC -> NCHW move (a float transpose is the slow part otherwise).
+
+    `out`: a buffer of the model's layout and dtype with at least N rows, written and returned as its first N rows
+    (same values as without it); `tables`: input_tables(input_spec), computed once by a caller that converts often.
     """
     x = np.asarray(crops_bgr_uint8)
     if x.ndim == 3:
@@ -161,13 +179,16 @@ def to_model_input(crops_bgr_uint8: np.ndarray, input_spec: InputSpec) -> np.nda
     if (h, w) != (input_spec.height, input_spec.width):
         raise EdgePoseError(f"crops are {h}x{w} but input {input_spec.name!r} is "
                             f"{input_spec.height}x{input_spec.width} (h x w)")
-    tables = input_tables(input_spec)
+    tables = input_tables(input_spec) if tables is None else tables
     source = (2, 1, 0) if input_spec.color == "rgb" else (0, 1, 2)  # BGR channel feeding each model channel
+    shape = (3, h, w) if input_spec.layout == "NCHW" else (h, w, 3)
+    if out is not None:
+        out = _rows(out, n, shape, tables.dtype, "model input")
     if n == 0:
-        shape = (0, 3, h, w) if input_spec.layout == "NCHW" else (0, h, w, 3)
-        return np.zeros(shape, tables.dtype)
+        return np.zeros((0, *shape), tables.dtype) if out is None else out
     if input_spec.layout == "NCHW":
-        out = np.empty((n, 3, h, w), tables.dtype)
+        if out is None:
+            out = np.empty((n, 3, h, w), tables.dtype)
         for c, src in enumerate(source):
             plane = np.ascontiguousarray(x[..., src]).reshape(n * h, w)
             out[:, c] = cv2.LUT(plane, tables[c]).reshape(n, h, w)
@@ -175,12 +196,20 @@ def to_model_input(crops_bgr_uint8: np.ndarray, input_spec: InputSpec) -> np.nda
     ordered = np.ascontiguousarray(x).reshape(n * h, w, 3)
     if input_spec.color == "rgb":
         ordered = cv2.cvtColor(ordered, cv2.COLOR_BGR2RGB)
-    return cv2.LUT(ordered, np.ascontiguousarray(tables.T[None])).reshape(n, h, w, 3)
+    result = cv2.LUT(ordered, np.ascontiguousarray(tables.T[None])).reshape(n, h, w, 3)
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
-def crop_to_image(keypoints, centers, scales_hw, input_size: tuple[int, int], rots=None) -> np.ndarray:
-    """Keypoints [N, K, 2] (x, y) in input-crop px -> image px, through each crop's inverse affine."""
+def crop_to_image(keypoints, centers, scales_hw, input_size: tuple[int, int], rots=None,
+                  inverse: np.ndarray | None = None) -> np.ndarray:
+    """Keypoints [N, K, 2] (x, y) in input-crop px -> image px, through each crop's inverse affine.
+
+    `inverse`: those matrices, warp_matrices(centers, scales_hw, input_size, rots, inv=True), computed ahead (a
+    stream computes them beside the crop, off the inference thread)."""
     kp = np.asarray(keypoints, dtype=np.float64)
-    inv = warp_matrices(centers, scales_hw, input_size, rots, inv=True)
+    inv = warp_matrices(centers, scales_hw, input_size, rots, inv=True) if inverse is None else inverse
     out = np.einsum("nij,nkj->nki", inv[:, :, :2], kp) + inv[:, None, :, 2]
     return out.astype(np.float32)

@@ -114,13 +114,22 @@ def test_report_rejects_foreign_json_in_one_line(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "bad.json" in proc.stderr
 
 
-def test_bench_pipeline_times_each_stage(cpm_bundle, tmp_path):
+def test_bench_pipeline_times_each_stage_streamed_and_serial(cpm_bundle, tmp_path):
     image = coco_mini() / "000000000785.jpg"
     out = tmp_path / "p.json"
     proc = subprocess.run(CLI + ["bench", str(cpm_bundle.path), "--runs", "3", "--warmup", "0",
-                                 "--pipeline", str(image), "--json", str(out)],
+                                 "--pipeline", str(image), "--pipeline-mode", "both", "--json", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (p,) = json.loads(out.read_text())["pipeline"]
-    assert set(p["stage_p50_ms"]) == {"read", "boxes", "crop", "infer", "decode", "total"}
-    assert p["stage_p50_ms"]["infer"] > 0 and p["fps"] > 0 and p["people_per_frame"] >= 1
+    doc = json.loads(out.read_text())
+    stream, serial = doc["pipeline"]
+    assert (stream["mode"], serial["mode"]) == ("stream", "serial")
+    for p in (stream, serial):
+        assert set(p["stage_p50_ms"]) == {"read", "boxes", "detect", "carry", "crop", "infer", "decode", "wait",
+                                          "other", "total"}
+        assert set(p["stage_mean_ms"]) == set(p["stage_p50_ms"])
+        assert p["stage_p50_ms"]["infer"] > 0 and p["stage_p50_ms"]["read"] > 0 and p["fps"] > 0
+        assert p["people_per_frame"] == 1 and p["frames"] == 3
+        assert p["inference_fps"] > 0 and p["inference_bound_fps"] == p["inference_fps"]  # no flip test here
+        assert p["ratio_to_inference"] == pytest.approx(p["fps"] / p["inference_bound_fps"])
+    assert "e2e/inference" in proc.stdout and "(stream, boxes frame)" in proc.stdout

@@ -30,8 +30,14 @@ def add_arguments(p) -> None:
                    help="--pipeline's person boxes (default: the detector when there is one, else the whole frame)")
     p.add_argument("--detector", metavar="BUNDLE_OR_DIR",
                    help="--pipeline's person detector (default: a detect bundle beside the pose bundles)")
+    p.add_argument("--detector-threads", type=int, metavar="N",
+                   help="--pipeline: the detector's threads (default: its backend's; on 2 cores 1 leaves the other "
+                        "core to pose inference while the stream detects ahead)")
     p.add_argument("--detect-every", type=int, default=1, metavar="N",
                    help="--pipeline: run the detector every N frames, carrying boxes from the keypoints between")
+    p.add_argument("--pipeline-mode", default="stream", choices=("stream", "serial", "both"),
+                   help="--pipeline: stream (read, boxes and crop in threads ahead of inference; default), serial "
+                        "(the stages one after another) or both, one after the other")
     p.add_argument("--pin", metavar="CORES", help="pin to these cores, e.g. 2,3")
     p.add_argument("--json", metavar="OUT", help="write results JSON here")
     p.add_argument("--out", metavar="DIR", help="(report) output directory")
@@ -118,9 +124,10 @@ def run(args) -> int:
         from edge_pose.bench.pipeline import time_pipeline
 
         detector, boxes = _pipeline_boxes(args)
+        modes = ("stream", "serial") if args.pipeline_mode == "both" else (args.pipeline_mode,)
         doc["pipeline"] = [time_pipeline(v, args.pipeline, args.runs, boxes, detector, args.detect_every,
-                                         _progress(f"pipeline {v.label}"))
-                           for v in measured if v.bundle.manifest.task == "pose"]
+                                         _progress(f"pipeline {v.label} ({mode})"), mode=mode)
+                           for v in measured if v.bundle.manifest.task == "pose" for mode in modes]
     _print_table(doc)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -151,7 +158,32 @@ def _pipeline_boxes(args):
     from edge_pose.detect.bundle import open_detector
 
     opts = {k: v for k, v in selection.options(args).items() if k not in ("device", "threads")}
+    if args.detector_threads is not None:
+        if args.detector_threads < 1:
+            raise EdgePoseError(f"--detector-threads must be at least 1, got {args.detector_threads}")
+        opts["threads"] = args.detector_threads
     return open_detector(path, device=args.device, **opts), "detector"
+
+
+def _pipeline_line(p: dict) -> str:
+    """One pipeline row: end-to-end FPS beside the rate inference alone allows, and what bounds it."""
+    stages = "  ".join(f"{k} {v:.2f}" for k, v in p["stage_p50_ms"].items())
+    line = f"pipeline {p['label']} ({p['mode']}, boxes {p['boxes']}"
+    line += f", detect every {p['detect_every']})" if p["boxes"] == "detector" else ")"
+    line += f": {p['fps']:.1f} FPS end to end, {p['people_per_frame']:.2f} people/frame"
+    if p.get("inference_bound_fps"):
+        line += (f"; pure inference {p['inference_fps']:.1f} FPS -> {p['inference_bound_fps']:.1f} frames/s at "
+                 f"this many people, e2e/inference {p['ratio_to_inference']:.2f}x")
+    if p.get("infer_share") is not None:
+        line += f"; {p['infer_share']:.0%} of the time in inference"
+    if p.get("read_fps"):
+        line += f"; read alone {p['read_fps']:.1f} FPS"
+        if p.get("bound_by") == "read":
+            line += " (slower than inference: the bound is the decode)"
+    line += f"\n  p50 ms per stage: {stages}"
+    if p.get("stage_mean_ms"):
+        line += "\n  mean ms per stage: " + "  ".join(f"{k} {v:.2f}" for k, v in p["stage_mean_ms"].items())
+    return line
 
 
 def _device(name: str) -> dict:
@@ -180,6 +212,5 @@ def _print_table(doc: dict) -> None:
         if "error" in r:
             print(f"{r['label']}: not measured: {r['error']}")
     for p in doc.get("pipeline") or []:
-        stages = "  ".join(f"{k} {v:.2f}" for k, v in p["stage_p50_ms"].items())
-        print(f"pipeline {p['label']}: {p['fps']:.1f} FPS end to end; p50 ms per stage: {stages}")
+        print(_pipeline_line(p))
     print(f"peak RSS {doc['peak_rss_mb']:.0f} MB")
