@@ -17,6 +17,7 @@ from converters.models.layers import batch_norm, conv2d, model_input
 from converters.models.static_ops import (
     adaptive_average_pool,
     channel_shuffle,
+    multiply_by_upsampled,
     resize_bilinear_align_corners,
     upsample_nearest,
 )
@@ -35,6 +36,25 @@ class LiteHRNetSpec:
 
 
 SPECS = {18: LiteHRNetSpec(num_modules=(2, 4, 2)), 30: LiteHRNetSpec(num_modules=(3, 8, 3))}
+
+
+@dataclass(frozen=True)
+class GraphForms:
+    """How the static stand-ins are expressed (converters.models.static_ops); every choice is exact in float.
+
+    The defaults are the forms fp32 XNNPACK and OpenVINO run fastest; int8 XNNPACK differs: it runs AVERAGE_POOL_2D
+    and a standalone RELU (own output scale) only in float, which split the delegated graph into 25 partitions, and
+    its int8 TRANSPOSE with an inner dimension of 2 (the channel shuffle) was a quarter of the model's time."""
+
+    pool: str = "pool"  # adaptive average pooling: "pool" (AVERAGE_POOL_2D) or "depthwise" (1/n depthwise conv)
+    shuffle: str = "transpose"  # channel shuffle: "transpose" (4-D reshape/transpose) or "conv" (permutation 1x1)
+    gate: str = "upsample"  # cross-resolution gate: "upsample" then multiply, or "broadcast" multiply
+    relu_fused: bool = False  # fuse output 0's ReLU into a second addition (2 * out[0] + ...)
+
+
+FORMS = {"tflite": GraphForms(),
+         "tflite-int8": GraphForms(pool="depthwise", shuffle="conv", gate="broadcast", relu_fused=True),
+         "openvino": GraphForms()}
 
 
 def _act(x, act: str | None):
@@ -69,7 +89,7 @@ def _dw_pw(x, out_channels: int, *, name: str, stride: int, relu: bool):
     return _act(x, "relu" if relu else None)
 
 
-def _stem(x, stem_channels: int, name: str):
+def _stem(x, stem_channels: int, name: str, forms: "GraphForms"):
     """Stem: strided conv, then a ShuffleNetV2 downsampling unit (out_channels == stem_channels, expand_ratio 1)."""
     x = _conv_module(x, stem_channels, 3, name=f"{name}.conv1", stride=2)
     branch = stem_channels // 2
@@ -79,14 +99,14 @@ def _stem(x, stem_channels: int, name: str):
     x2 = _conv_module(x2, branch, 1, name=f"{name}.linear_conv")
     x1 = _conv_module(x1, branch, 3, name=f"{name}.branch1.0", stride=2, groups=branch, act=None)
     x1 = _conv_module(x1, stem_channels - branch, 1, name=f"{name}.branch1.1")
-    return channel_shuffle(keras.layers.Concatenate()([x1, x2]))
+    return channel_shuffle(keras.layers.Concatenate()([x1, x2]), form=forms.shuffle)
 
 
-def _cross_resolution_weighting(xs, ratio: int, name: str):
+def _cross_resolution_weighting(xs, ratio: int, name: str, forms: "GraphForms"):
     """Pool all branches to the smallest size, 1x1 convs over their concatenation, gate each branch (sigmoid)."""
     channels = [x.shape[-1] for x in xs]
     mini = tuple(xs[-1].shape[1:3])
-    pooled = [adaptive_average_pool(x, mini) for x in xs]
+    pooled = [adaptive_average_pool(x, mini, forms.pool) for x in xs]
     out = keras.layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0]
     total = sum(channels)
     out = _conv_module(out, int(total / ratio), 1, name=f"{name}.conv1")
@@ -95,10 +115,13 @@ def _cross_resolution_weighting(xs, ratio: int, name: str):
     for x, c in zip(xs, channels):
         # slice before the sigmoid: int8 LOGISTIC has a fixed output scale that a slice of it cannot keep, and
         # TFLite's quantizer refuses the model ("same scale constraint"); sigmoid per slice is the same function
-        gate = _act(out[..., start:start + c] if len(xs) > 1 else out, "sigmoid")
+        gate = out[..., start:start + c] if len(xs) > 1 else out
         start += c
-        gate = upsample_nearest(gate, x.shape[1] // mini[0])
-        gated.append(keras.layers.Multiply()([x, gate]))
+        factor = x.shape[1] // mini[0]
+        if forms.gate == "broadcast":
+            gated.append(multiply_by_upsampled(x, gate, factor, lambda t: _act(t, "sigmoid")))
+        else:
+            gated.append(keras.layers.Multiply()([x, upsample_nearest(_act(gate, "sigmoid"), factor)]))
     return gated
 
 
@@ -111,15 +134,15 @@ def _spatial_weighting(x, name: str, ratio: int = 4):
     return keras.layers.Multiply()([x, gate])
 
 
-def _conditional_channel_weighting(xs, ratio: int, name: str):
+def _conditional_channel_weighting(xs, ratio: int, name: str, forms: "GraphForms"):
     """One LITE block: half of each branch passes through, the other half is gated, depthwise-convolved, gated."""
     halves = [_split(x, x.shape[-1] // 2) for x in xs]
-    x2 = _cross_resolution_weighting([h[1] for h in halves], ratio, f"{name}.cross_resolution_weighting")
+    x2 = _cross_resolution_weighting([h[1] for h in halves], ratio, f"{name}.cross_resolution_weighting", forms)
     out = []
     for k, ((x1, _), y) in enumerate(zip(halves, x2)):
         y = _conv_module(y, y.shape[-1], 3, name=f"{name}.depthwise_convs.{k}", groups=y.shape[-1], act=None)
         y = _spatial_weighting(y, f"{name}.spatial_weighting.{k}")
-        out.append(channel_shuffle(keras.layers.Concatenate()([x1, y])))
+        out.append(channel_shuffle(keras.layers.Concatenate()([x1, y]), form=forms.shuffle))
     return out
 
 
@@ -135,7 +158,7 @@ def _fuse_path(x, i: int, j: int, channels, name: str):
     return x
 
 
-def _fuse(outs, name: str):
+def _fuse(outs, name: str, relu_fused: bool = False):
     """Multi-resolution fusion, reproducing mmpose's in-place `y += ...` aliasing exactly.
 
     mmpose starts output 0 as `y = out[0]` and adds into it in place, so (a) output 0 counts out[0] twice and
@@ -145,7 +168,13 @@ def _fuse(outs, name: str):
     n = len(outs)
     first = [outs[0], outs[0]] + [_fuse_path(outs[j], 0, j, channels, f"{name}.0.{j}") for j in range(1, n)]
     sum0 = keras.layers.Add()(first)
-    fused = [_act(sum0, "relu")]
+    if relu_fused:
+        # output 0 once more as 2 * out[0] + ... (x + x == 2x exactly: the same values) for the ReLU to fuse
+        # into its last addition (a plain second Add of the same inputs is merged back by the converter);
+        # sum0 itself stays pre-ReLU for the other outputs
+        fused = [_act(keras.layers.Add()([keras.ops.multiply(outs[0], 2.0)] + first[2:]), "relu")]
+    else:
+        fused = [_act(sum0, "relu")]
     for i in range(1, n):
         from0 = _fuse_path(sum0, i, 0, channels, f"{name}.{i}.0")
         terms = [from0, from0]
@@ -190,26 +219,33 @@ def _iterative_head(ys, name: str):
     return last
 
 
-def build_litehrnet(depth: int, input_size=(256, 192), num_keypoints: int = 17) -> keras.Model:
+def build_litehrnet(depth: int, input_size=(256, 192), num_keypoints: int = 17, for_format: str = "tflite"
+                    ) -> keras.Model:
     """Lite-HRNet-{18,30} with IterativeHead and HeatmapHead (no deconv, 1x1 final layer): input "input"
-    (1, H, W, 3) NHWC normalised RGB, output heatmaps (1, H/4, W/4, num_keypoints)."""
+    (1, H, W, 3) NHWC normalised RGB, output heatmaps (1, H/4, W/4, num_keypoints).
+
+    for_format picks the graph forms of the static ops (FORMS): every form computes the same function, each is
+    the one its runtime runs fastest. Weights and layer names are the same for all."""
     if depth not in SPECS:
         raise ConversionError(f"Lite-HRNet depth must be one of {sorted(SPECS)}, got {depth}")
+    if for_format not in FORMS:
+        raise ConversionError(f"Lite-HRNet graph form must be one of {sorted(FORMS)}, got {for_format!r}")
+    forms = FORMS[for_format]
     spec = SPECS[depth]
     height, width = (int(s) for s in input_size)
     coarsest = 4 * 2 ** (max(spec.num_branches) - 1)
     if height % coarsest or width % coarsest:
         raise ConversionError(f"Lite-HRNet input size must be a multiple of {coarsest}, got {height}x{width}")
     inputs = model_input((height, width))
-    ys = [_stem(inputs, spec.stem_channels, "backbone.stem")]
+    ys = [_stem(inputs, spec.stem_channels, "backbone.stem", forms)]
     channels_pre = [spec.stem_channels]
     for s, channels in enumerate(spec.num_channels):
         ys = _transition(ys, channels_pre, channels, f"backbone.transition{s}")
         for m in range(spec.num_modules[s]):
             module = f"backbone.stage{s}.{m}"
             for b in range(spec.num_blocks[s]):
-                ys = _conditional_channel_weighting(ys, spec.reduce_ratios[s], f"{module}.layers.{b}")
-            ys = _fuse(ys, f"{module}.fuse_layers")
+                ys = _conditional_channel_weighting(ys, spec.reduce_ratios[s], f"{module}.layers.{b}", forms)
+            ys = _fuse(ys, f"{module}.fuse_layers", forms.relu_fused)
         channels_pre = list(channels)
     features = _iterative_head(ys, "backbone.head_layer")
     heatmaps = conv2d(features, num_keypoints, 1, name="head.final_layer")
