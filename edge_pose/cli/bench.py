@@ -26,6 +26,8 @@ def add_arguments(p) -> None:
     p.add_argument("--pin", metavar="CORES", help="pin to these cores, e.g. 2,3")
     p.add_argument("--json", metavar="OUT", help="write results JSON here")
     p.add_argument("--out", metavar="DIR", help="(report) output directory")
+    p.add_argument("--profile", action="store_true",
+                   help="also show where each bundle's time goes (delegate partitions, per-op / per-layer times)")
 
 
 def _progress(label: str):
@@ -100,6 +102,8 @@ def run(args) -> int:
 
         doc["pipeline"] = [time_pipeline(v, args.pipeline, args.runs) for v in measured]
     _print_table(doc)
+    if args.profile:
+        _print_profiles(measured)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
@@ -107,6 +111,14 @@ def run(args) -> int:
         Path(args.json).write_text(json.dumps(doc, indent=1, default=str) + "\n")
         print(f"results: {args.json}", file=sys.stderr)
     return 0 if measured else 2
+
+
+def _print_profiles(variants) -> None:
+    from edge_pose.bench.profile import profile_bundle, render
+
+    for v in variants:
+        print()
+        print(render(profile_bundle(v.bundle.path, threads=v.threads)))
 
 
 def _device(name: str) -> dict:
