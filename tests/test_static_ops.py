@@ -12,7 +12,7 @@ def _run(fn, x):
     return np.asarray(keras.Model(inp, fn(inp))(x))
 
 
-@pytest.mark.parametrize("form", ["transpose", "conv"])
+@pytest.mark.parametrize("form", ["transpose", "conv", "gather"])
 def test_channel_shuffle_interleaves_the_two_halves(form):
     from converters.models.static_ops import channel_shuffle
 
@@ -24,12 +24,13 @@ def test_channel_shuffle_interleaves_the_two_halves(form):
     np.testing.assert_array_equal(out[..., 0::2], x[..., :5])
 
 
+@pytest.mark.parametrize("form", ["concat", "resize"])
 @pytest.mark.parametrize("factor", [2, 4, 8])
-def test_upsample_nearest_repeats_pixels(factor):
+def test_upsample_nearest_repeats_pixels(factor, form):
     from converters.models.static_ops import upsample_nearest
 
     x = np.random.default_rng(factor).normal(size=(1, 3, 5, 7)).astype(np.float32)
-    out = _run(lambda t: upsample_nearest(t, factor), x)
+    out = _run(lambda t: upsample_nearest(t, factor, form), x)
     np.testing.assert_array_equal(out, x.repeat(factor, axis=1).repeat(factor, axis=2))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 
 from converters.errors import ConversionError
 from converters.models.layers import batch_norm, conv2d, model_input
@@ -42,19 +43,26 @@ SPECS = {18: LiteHRNetSpec(num_modules=(2, 4, 2)), 30: LiteHRNetSpec(num_modules
 class GraphForms:
     """How the static stand-ins are expressed (converters.models.static_ops); every choice is exact in float.
 
-    The defaults are the forms fp32 XNNPACK and OpenVINO run fastest; int8 XNNPACK differs: it runs AVERAGE_POOL_2D
-    and a standalone RELU (own output scale) only in float, which split the delegated graph into 25 partitions, and
-    its int8 TRANSPOSE with an inner dimension of 2 (the channel shuffle) was a quarter of the model's time."""
+    The defaults are the forms fp32 XNNPACK runs fastest. int8 XNNPACK runs AVERAGE_POOL_2D and a standalone RELU
+    (own output scale) only in float, which split the delegated graph into 25 partitions, and its int8 TRANSPOSE
+    with an inner dimension of 2 (the channel shuffle) was a quarter of the model's time. OpenVINO: see FORMS."""
 
     pool: str = "pool"  # adaptive average pooling: "pool" (AVERAGE_POOL_2D) or "depthwise" (1/n depthwise conv)
-    shuffle: str = "transpose"  # channel shuffle: "transpose" (4-D reshape/transpose) or "conv" (permutation 1x1)
+    shuffle: str = "transpose"  # channel shuffle: "transpose" (4-D reshape/transpose), "conv" (permutation 1x1)
+    #                             or "gather" (constant channel indices)
     gate: str = "upsample"  # cross-resolution gate: "upsample" then multiply, or "broadcast" multiply
     relu_fused: bool = False  # fuse output 0's ReLU into a second addition (2 * out[0] + ...)
+    upsample: str = "concat"  # nearest upsampling: "concat" (copies + reshapes) or "resize" (one resize op)
+    split: str = "slice"  # channel halves and gate slices: "slice" (STRIDED_SLICE) or "split" (one Split)
 
 
 FORMS = {"tflite": GraphForms(),
          "tflite-int8": GraphForms(pool="depthwise", shuffle="conv", gate="broadcast", relu_fused=True),
-         "openvino": GraphForms()}
+         # OpenVINO's TF frontend keeps NHWC and wraps every Reshape in layout Transposes (214 of them, 28% of
+         # the fp32 time) and cannot move them past channel StridedSlices: no reshapes, Split instead of slices,
+         # Interpolate for nearest upsampling, the shuffle as a permutation conv (a Gather needs a planar-layout
+         # Reorder before it, which cost more than the transposes); measured 1.7x faster than the default form
+         "openvino": GraphForms(shuffle="conv", upsample="resize", split="split")}
 
 
 def _act(x, act: str | None):
@@ -74,8 +82,10 @@ def _conv_module(x, filters: int, kernel_size: int, *, name: str, stride: int = 
     return _act(x, act)
 
 
-def _split(x, at: int):
-    """torch.chunk(2, dim=1) on NHWC."""
+def _split(x, at: int, form: str = "slice"):
+    """torch.chunk(2, dim=1) on NHWC: two slices, or one split op (form "split")."""
+    if form == "split":
+        return tuple(keras.ops.split(x, [at], axis=3))
     return x[..., :at], x[..., at:]
 
 
@@ -93,7 +103,7 @@ def _stem(x, stem_channels: int, name: str, forms: "GraphForms"):
     """Stem: strided conv, then a ShuffleNetV2 downsampling unit (out_channels == stem_channels, expand_ratio 1)."""
     x = _conv_module(x, stem_channels, 3, name=f"{name}.conv1", stride=2)
     branch = stem_channels // 2
-    x1, x2 = _split(x, branch)
+    x1, x2 = _split(x, branch, forms.split)
     x2 = _conv_module(x2, stem_channels, 1, name=f"{name}.expand_conv")
     x2 = _conv_module(x2, stem_channels, 3, name=f"{name}.depthwise_conv", stride=2, groups=stem_channels, act=None)
     x2 = _conv_module(x2, branch, 1, name=f"{name}.linear_conv")
@@ -112,16 +122,22 @@ def _cross_resolution_weighting(xs, ratio: int, name: str, forms: "GraphForms"):
     out = _conv_module(out, int(total / ratio), 1, name=f"{name}.conv1")
     out = _conv_module(out, total, 1, name=f"{name}.conv2", act=None)
     gated, start = [], 0
-    for x, c in zip(xs, channels):
+    if forms.split == "split" and len(xs) > 1:
+        parts = keras.ops.split(out, list(np.cumsum(channels[:-1])), axis=3)
+    for k, (x, c) in enumerate(zip(xs, channels)):
         # slice before the sigmoid: int8 LOGISTIC has a fixed output scale that a slice of it cannot keep, and
         # TFLite's quantizer refuses the model ("same scale constraint"); sigmoid per slice is the same function
-        gate = out[..., start:start + c] if len(xs) > 1 else out
+        if len(xs) == 1:
+            gate = out
+        else:
+            gate = parts[k] if forms.split == "split" else out[..., start:start + c]
         start += c
         factor = x.shape[1] // mini[0]
         if forms.gate == "broadcast":
             gated.append(multiply_by_upsampled(x, gate, factor, lambda t: _act(t, "sigmoid")))
         else:
-            gated.append(keras.layers.Multiply()([x, upsample_nearest(_act(gate, "sigmoid"), factor)]))
+            gated.append(keras.layers.Multiply()([x, upsample_nearest(_act(gate, "sigmoid"), factor,
+                                                                      forms.upsample)]))
     return gated
 
 
@@ -136,7 +152,7 @@ def _spatial_weighting(x, name: str, ratio: int = 4):
 
 def _conditional_channel_weighting(xs, ratio: int, name: str, forms: "GraphForms"):
     """One LITE block: half of each branch passes through, the other half is gated, depthwise-convolved, gated."""
-    halves = [_split(x, x.shape[-1] // 2) for x in xs]
+    halves = [_split(x, x.shape[-1] // 2, forms.split) for x in xs]
     x2 = _cross_resolution_weighting([h[1] for h in halves], ratio, f"{name}.cross_resolution_weighting", forms)
     out = []
     for k, ((x1, _), y) in enumerate(zip(halves, x2)):
@@ -146,19 +162,19 @@ def _conditional_channel_weighting(xs, ratio: int, name: str, forms: "GraphForms
     return out
 
 
-def _fuse_path(x, i: int, j: int, channels, name: str):
+def _fuse_path(x, i: int, j: int, channels, name: str, upsample: str = "concat"):
     """fuse_layers[i][j]: bring branch j to branch i's size and channel count."""
     if j > i:
         x = conv2d(x, channels[i], 1, bias=False, name=f"{name}.0")
         x = batch_norm(x, name=f"{name}.1")
-        return upsample_nearest(x, 2 ** (j - i))
+        return upsample_nearest(x, 2 ** (j - i), upsample)
     for k in range(i - j):
         last = k == i - j - 1
         x = _dw_pw(x, channels[i] if last else channels[j], name=f"{name}.{k}", stride=2, relu=not last)
     return x
 
 
-def _fuse(outs, name: str, relu_fused: bool = False):
+def _fuse(outs, name: str, forms: GraphForms):
     """Multi-resolution fusion, reproducing mmpose's in-place `y += ...` aliasing exactly.
 
     mmpose starts output 0 as `y = out[0]` and adds into it in place, so (a) output 0 counts out[0] twice and
@@ -166,9 +182,10 @@ def _fuse(outs, name: str, relu_fused: bool = False):
     """
     channels = [x.shape[-1] for x in outs]
     n = len(outs)
-    first = [outs[0], outs[0]] + [_fuse_path(outs[j], 0, j, channels, f"{name}.0.{j}") for j in range(1, n)]
+    first = [outs[0], outs[0]] + [_fuse_path(outs[j], 0, j, channels, f"{name}.0.{j}", forms.upsample)
+                                  for j in range(1, n)]
     sum0 = keras.layers.Add()(first)
-    if relu_fused:
+    if forms.relu_fused:
         # output 0 once more as 2 * out[0] + ... (x + x == 2x exactly: the same values) for the ReLU to fuse
         # into its last addition (a plain second Add of the same inputs is merged back by the converter);
         # sum0 itself stays pre-ReLU for the other outputs
@@ -179,7 +196,8 @@ def _fuse(outs, name: str, relu_fused: bool = False):
         from0 = _fuse_path(sum0, i, 0, channels, f"{name}.{i}.0")
         terms = [from0, from0]
         for j in range(1, n):
-            terms.append(outs[j] if j == i else _fuse_path(outs[j], i, j, channels, f"{name}.{i}.{j}"))
+            terms.append(outs[j] if j == i else _fuse_path(outs[j], i, j, channels, f"{name}.{i}.{j}",
+                                                           forms.upsample))
         fused.append(_act(keras.layers.Add()(terms), "relu"))
     return fused
 
@@ -245,7 +263,7 @@ def build_litehrnet(depth: int, input_size=(256, 192), num_keypoints: int = 17, 
             module = f"backbone.stage{s}.{m}"
             for b in range(spec.num_blocks[s]):
                 ys = _conditional_channel_weighting(ys, spec.reduce_ratios[s], f"{module}.layers.{b}", forms)
-            ys = _fuse(ys, f"{module}.fuse_layers", forms.relu_fused)
+            ys = _fuse(ys, f"{module}.fuse_layers", forms)
         channels_pre = list(channels)
     features = _iterative_head(ys, "backbone.head_layer")
     heatmaps = conv2d(features, num_keypoints, 1, name="head.final_layer")

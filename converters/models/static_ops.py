@@ -28,8 +28,11 @@ def channel_shuffle(x, groups: int = 2, form: str = "transpose"):
         out = np.arange(channels)
         kernel[0, 0, (out % groups) * (channels // groups) + out // groups, out] = 1.0
         return keras.ops.conv(x, kernel)
+    if form == "gather":  # a constant channel permutation (OpenVINO Gather; no reshape to block layout passes)
+        out = np.arange(channels)
+        return keras.ops.take(x, (out % groups) * (channels // groups) + out // groups, axis=3)
     if form != "transpose":
-        raise ValueError(f"channel shuffle form must be 'transpose' or 'conv', got {form!r}")
+        raise ValueError(f"channel shuffle form must be 'transpose', 'conv' or 'gather', got {form!r}")
     x = keras.ops.reshape(x, (batch, height * width, groups, channels // groups))
     x = keras.ops.transpose(x, (0, 1, 3, 2))
     return keras.ops.reshape(x, (batch, height, width, channels))
@@ -61,14 +64,39 @@ def resize_bilinear_align_corners(x, size_hw):
     return ResizeBilinearAlignCorners(size_hw)(x)
 
 
-def upsample_nearest(x, factor: int):
-    """nn.Upsample(scale_factor=factor, mode="nearest") for an integer factor, as concatenations and reshapes.
+@keras.saving.register_keras_serializable(package="edge_pose")
+class ResizeNearest(keras.layers.Layer):
+    """Nearest resize by an integer factor through the TF op (OpenVINO: one Interpolate): output pixel i reads
+    input floor(i / factor), exactly nn.Upsample(scale_factor=factor, mode="nearest")."""
 
-    XNNPACK has no RESIZE_NEAREST_NEIGHBOR (each one would split the delegated graph), but it runs these:
-    f copies side by side in channels, read as f times the width; then f copies of each row, read as f times the
-    height. All tensors stay 4-D with constant shapes."""
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, x):
+        size = (x.shape[1] * self.factor, x.shape[2] * self.factor)
+        return tf.raw_ops.ResizeNearestNeighbor(images=x, size=size, align_corners=False, half_pixel_centers=False)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1] * self.factor, input_shape[2] * self.factor, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def upsample_nearest(x, factor: int, form: str = "concat"):
+    """nn.Upsample(scale_factor=factor, mode="nearest") for an integer factor.
+
+    form "concat": concatenations and reshapes. XNNPACK has no RESIZE_NEAREST_NEIGHBOR (each one would split the
+    delegated graph), but it runs these: f copies side by side in channels, read as f times the width; then f
+    copies of each row, read as f times the height. All tensors stay 4-D with constant shapes. form "resize": the
+    resize op (OpenVINO's Interpolate; an NHWC reshape there costs a layout transpose each)."""
     if factor == 1:
         return x
+    if form == "resize":
+        return ResizeNearest(factor)(x)
+    if form != "concat":
+        raise ValueError(f"nearest upsampling form must be 'concat' or 'resize', got {form!r}")
     batch, height, width, channels = x.shape
     x = _copies(x, factor, axis=3)
     x = keras.ops.reshape(x, (batch, height, width * factor, channels))
