@@ -53,11 +53,13 @@ class GraphForms:
     gate: str = "upsample"  # cross-resolution gate: "upsample" then multiply, or "broadcast" multiply
     relu_fused: bool = False  # fuse output 0's ReLU into a second addition (2 * out[0] + ...)
     upsample: str = "concat"  # nearest upsampling: "concat" (copies + reshapes) or "resize" (one resize op)
-    split: str = "slice"  # channel halves and gate slices: "slice" (STRIDED_SLICE) or "split" (one Split)
+    split: str = "slice"  # channel halves and gate slices: "slice" (STRIDED_SLICE), "split" (one Split each) or
+    #                       "halves" (Split for the halves, slices for the gates)
 
 
 FORMS = {"tflite": GraphForms(),
-         "tflite-int8": GraphForms(pool="depthwise", shuffle="conv", gate="broadcast", relu_fused=True),
+         "tflite-int8": GraphForms(pool="depthwise", shuffle="conv", gate="broadcast", relu_fused=True,
+                                   split="halves"),
          # OpenVINO's TF frontend keeps NHWC and wraps every Reshape in layout Transposes (214 of them, 28% of
          # the fp32 time) and cannot move them past channel StridedSlices: no reshapes, Split instead of slices,
          # Interpolate for nearest upsampling, the shuffle as a permutation conv (a Gather needs a planar-layout
@@ -83,9 +85,10 @@ def _conv_module(x, filters: int, kernel_size: int, *, name: str, stride: int = 
 
 
 def _split(x, at: int, form: str = "slice"):
-    """torch.chunk(2, dim=1) on NHWC: two slices, or one split op (form "split")."""
-    if form == "split":
-        return tuple(keras.ops.split(x, [at], axis=3))
+    """torch.chunk(2, dim=1) on NHWC: two slices, or one split op (forms "split", "halves"; equal halves become
+    TFLite SPLIT, which XNNPACK runs in int8, unequal ones SPLIT_V, which it does not)."""
+    if form in ("split", "halves"):
+        return tuple(keras.ops.split(x, 2 if 2 * at == x.shape[-1] else [at], axis=3))
     return x[..., :at], x[..., at:]
 
 
