@@ -11,7 +11,8 @@ converters' guarded pipeline, calibrated on coco-mini's detector boxes and judge
   openvino/          fp32 and int8 IRs from the OpenVINO graph (`for_format="openvino"`): "after"
 Bundles are cached under OUT (default benchmarks/out/litehrnet_int8) and made once, each conversion in its own
 `nice -n 10` subprocess. Timing then runs in this process without TensorFlow: every session of one model
-interleaved (one inference each, round after round). OpenVINO sessions are compiled with
+interleaved (one inference each, round after round, a short idle before each so one session's spinning worker
+threads do not slow the next). OpenVINO sessions are compiled with
 INFERENCE_PRECISION_HINT=f32 (this CPU would otherwise run the float parts in bf16). Prints the p50 table with
 int8/fp32 ratios per runtime and the profile summary (edge_pose.bench.profile) of each bundle.
 """
@@ -116,7 +117,11 @@ def _open(path: Path, threads: int):
     return bundle, session, sample_input(bundle)
 
 
-def time_interleaved(paths: list[Path], threads: int, runs: int, warmup: int = 10) -> dict[Path, float]:
+def time_interleaved(paths: list[Path], threads: int, runs: int, pause_ms: float, warmup: int = 10
+                     ) -> dict[Path, float]:
+    """p50 per bundle, one inference of each in turn; `pause_ms` idle before each timed inference, so that the
+    worker threads the previous session leaves spinning (XNNPACK's pthreadpool, OpenVINO's executor) have gone
+    to sleep: without it, two OpenVINO models interleaved at 2 threads on 2 cores measured 1.6-3x slower."""
     import numpy as np
 
     loaded = [(p, *_open(p, threads)) for p in paths]
@@ -126,6 +131,7 @@ def time_interleaved(paths: list[Path], threads: int, runs: int, warmup: int = 1
     times: dict[Path, list[float]] = {p: [] for p in paths}
     for _ in range(runs):
         for p, _, session, x in loaded:
+            time.sleep(pause_ms / 1e3)
             start = time.perf_counter()
             session.infer(x)
             times[p].append((time.perf_counter() - start) * 1e3)
@@ -147,6 +153,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--pause-ms", type=float, default=5.0, help="idle time before each timed inference")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--convert", nargs=2, metavar=("DEPTH", "VARIANT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -159,12 +166,13 @@ def main() -> int:
 
     env = collect()
     print(f"CPU: {env.get('cpu_model')} ({env.get('cpu_count')} cores); {args.threads} threads, {args.runs} "
-          f"interleaved runs per bundle; OpenVINO compiled with INFERENCE_PRECISION_HINT=f32")
+          f"interleaved runs per bundle, {args.pause_ms:g} ms idle before each; OpenVINO compiled with "
+          f"INFERENCE_PRECISION_HINT=f32")
     print(f"\n{'model':<14} {'runtime':<15} {'graph':<28} {'fp32 p50':>9} {'int8 p50':>9} {'int8/fp32':>9}  "
           f"int8 fidelity (guard, fixture weights)")
     for depth in depths:
         paths = {(v, p): bundle_dir(args.out, depth, v, p) for v, (_, _, ps) in VARIANTS.items() for p in ps}
-        p50 = time_interleaved(list(paths.values()), args.threads, args.runs)
+        p50 = time_interleaved(list(paths.values()), args.threads, args.runs, args.pause_ms)
         for runtime, fp32_variant, int8_variant, label in ROWS:
             fp32, int8 = p50[paths[(fp32_variant, "fp32")]], p50[paths[(int8_variant, "int8")]]
             print(f"{'Lite-HRNet-' + str(depth):<14} {runtime:<15} {label:<28} {fp32:>7.2f}ms {int8:>7.2f}ms "
