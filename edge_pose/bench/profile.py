@@ -80,7 +80,9 @@ def render(p: dict[str, Any], limit: int = 8) -> str:
     q = p["quantization"]
     lines.append(f"  {p['layers_executed']} layers executed, inference precision {p.get('inference_precision')}, "
                  f"p50 {p['latency']['p50_ms']:.2f} ms, counters sum {p['sum_ms']:.2f} ms")
-    lines.append(f"  quantize/convert {q['quantize_convert_layers']} ({q['quantize_convert_ms']:.2f} ms), reorders "
+    lines.append(f"  quantize/convert {q['quantize_convert_layers']} ({q['quantize_convert_ms']:.2f} ms), layers with a "
+                 f"fused FakeQuantize {q['layers_with_fused_fakequantize']} "
+                 f"({q['layers_with_fused_fakequantize_ms']:.2f} ms), reorders "
                  f"{q['reorders']} ({q['reorder_ms']:.2f} ms), concatenations {q['concatenations']} "
                  f"({q['concatenation_ms']:.2f} ms; requantising {q['requantising_concatenations']}, "
                  f"{q['requantising_concatenation_ms']:.2f} ms)")

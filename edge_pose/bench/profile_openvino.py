@@ -60,6 +60,8 @@ def profile_openvino(xml: str, top: int = 15, threads: int | None = 2, runs: int
         by_type[r["type"]]["count"] += 1
         by_type[r["type"]]["ms"] += r["ms"]
     quant = [r for r in layers if r["type"] in QUANTIZE_TYPES]
+    # the CPU plugin fuses most FakeQuantize into the layer before it and names the result ".../fq_..."
+    fused_fq = [r for r in layers if r["type"] not in QUANTIZE_TYPES and "fq_" in r["name"]]
     reorders = [r for r in layers if r["type"] == "Reorder"]
     concats = [r for r in layers if r["type"] == "Concatenation"]
     main_precisions = {r["precision"] for r in layers if r["type"] in ("Convolution", "GroupConvolution")}
@@ -82,6 +84,8 @@ def profile_openvino(xml: str, top: int = 15, threads: int | None = 2, runs: int
         "by_type": [{"op": t, "count": int(v["count"]), "ms": v["ms"], "share": v["ms"] / total if total else 0.0}
                     for t, v in sorted(by_type.items(), key=lambda kv: -kv[1]["ms"])],
         "quantization": {"quantize_convert_layers": len(quant), "quantize_convert_ms": sum(r["ms"] for r in quant),
+                         "layers_with_fused_fakequantize": len(fused_fq),
+                         "layers_with_fused_fakequantize_ms": sum(r["ms"] for r in fused_fq),
                          "reorders": len(reorders), "reorder_ms": sum(r["ms"] for r in reorders),
                          "concatenations": len(concats), "concatenation_ms": sum(r["ms"] for r in concats),
                          "requantising_concatenations": len(requant_concats),
