@@ -9,7 +9,10 @@ LiteRtProfiler belongs to the CompiledModel API and its Python wrapper does not 
 `experimental_force_delegate_node_profiling` only matters with a profiler attached), so per-op times are measured
 the best available way: each op alone in a one-op model (same shapes, quantisation and weights) through the same
 delegate, once per distinct op signature. That misses cache effects between neighbours and counts the fixed cost of
-one invoke per op, so the sum is compared with the whole model's time, and both are reported.
+one invoke per op, so the sum is compared with the whole model's time, and both are reported. Two known biases:
+XNNPACK fuses a PAD into the conv after it in the whole graph (measured: PAD + stride-2 depthwise conv as fast as
+the conv alone), so a PAD's isolated time is not spent in the model; and a model of ~1300 small ops spends much
+of its time in per-op dispatch, which no single op shows.
 """
 from __future__ import annotations
 
