@@ -46,10 +46,11 @@ class ZooEntry:
 
 
 def _litehrnet(depth: int):
-    def build(input_size, num_keypoints):
+    def build(input_size, num_keypoints, for_format=None):
         from converters.models.litehrnet import build_litehrnet  # H1's module; imported only when asked for
 
-        return build_litehrnet(depth, input_size=input_size, num_keypoints=num_keypoints)
+        return build_litehrnet(depth, input_size=input_size, num_keypoints=num_keypoints,
+                               for_format=for_format or "tflite")
     return build
 
 
@@ -192,11 +193,13 @@ def calibrate_batchnorm(model, seed: int = 0) -> None:
         layer.gamma.assign(np.full(layer.gamma.shape, SEED_BN_GAMMA, np.float32))  # after: so nothing renormalises
 
 
-def build_model(name: str, input_size=(256, 192), checkpoint=None, seed: int = 0, num_keypoints: int = 17):
+def build_model(name: str, input_size=(256, 192), checkpoint=None, seed: int = 0, num_keypoints: int = 17,
+                for_format: str | None = None):
     """A zoo model as a Keras functional model: input "input" (1, H, W, 3) normalised RGB, NHWC heatmaps out.
 
     `checkpoint`: path of an mmpose `.pth` (1.x or 0.x key names) or an already read state dict; None gives
-    seeded weights.
+    seeded weights. `for_format`: the graph variant a family offers per target (Lite-HRNet: "tflite",
+    "tflite-int8", "openvino"; the same function and weights); None is the family's default.
     """
     entry = get_entry(name)
     size = check_input_size(entry, input_size)
@@ -209,7 +212,7 @@ def build_model(name: str, input_size=(256, 192), checkpoint=None, seed: int = 0
         else:
             state, source = read_checkpoint(checkpoint), str(Path(checkpoint))
     try:
-        model = entry.build(size, num_keypoints)
+        model = entry.build(size, num_keypoints, **({"for_format": for_format} if for_format else {}))
     except ImportError as exc:
         raise ZooError(f"{name}: cannot build ({exc}); install edge-pose[convert]") from None
     if state is None:

@@ -39,6 +39,34 @@ def test_heatmaps_equal_mmpose(name, depth):
     assert diff <= 1e-4 * np.abs(reference).max(), f"{name}: max|diff| {diff} vs max|ref| {np.abs(reference).max()}"
 
 
+@pytest.mark.parametrize("form", ["tflite-int8", "openvino"])
+def test_every_graph_form_computes_the_default_forms_heatmaps(form):
+    """The per-target graph variants (int8 XNNPACK, OpenVINO) are the same function with the same weights
+    (measured: max difference 0 against the default form in TF, 4.5e-7 of the peak against mmpose)."""
+    from converters.checkpoints import read_checkpoint
+    from converters.models.litehrnet import build_litehrnet
+    from converters.weights import load_state_dict
+
+    name, depth = PARITY[0]
+    model = build_litehrnet(depth, input_size=(256, 192), for_format=form)
+    load_state_dict(model, read_checkpoint(fixture(f"{name}.pth")))
+    x = np.load(fixture(f"{name}_input.npy"))[:1].transpose(0, 2, 3, 1).astype(np.float32)
+    reference = np.load(fixture(f"{name}_heatmaps.npy"))[:1].transpose(0, 2, 3, 1)
+    default = np.asarray(_loaded_model(name, depth)(x, training=False))
+    out = np.asarray(model(x, training=False))
+    scale = np.abs(reference).max()
+    assert np.abs(out - default).max() <= 1e-6 * scale
+    assert np.abs(out - reference).max() <= 1e-4 * scale
+
+
+def test_unknown_graph_form_is_one_clear_error():
+    from converters.errors import ConversionError
+    from converters.models.litehrnet import build_litehrnet
+
+    with pytest.raises(ConversionError, match="graph form must be one of"):
+        build_litehrnet(18, for_format="onnx")
+
+
 @pytest.mark.parametrize("name,depth", [PARITY[0], PARITY[2]])
 def test_parameter_count_equals_mmpose(name, depth):
     model = _loaded_model(name, depth)

@@ -226,7 +226,14 @@ def export_tflite(source, precision: str, out_file, calib_inputs=None, io_dtype:
             configure(converter, precision, io_dtype, calib, builtins_fallback=True)
             notes.append("ops without 16x8 kernels kept in float: " + ", ".join(_unsupported_16x8(detail)))
             data = convert_bytes(converter, where)
-    if precision == "int8" and keep_refused_in_float:
+    if precision == "int8":  # before anything loads it: a collapsed scale aborts LiteRT's XNNPACK set-up
+        from converters.export.tflite_scales import raise_collapsed_scales
+
+        data, raised = raise_collapsed_scales(data)
+        if raised:
+            notes.append(f"{len(raised)} conv output scale(s) collapsed by calibration (all-zero outputs) raised "
+                         f"to XNNPACK's minimum: {', '.join(n.split(';')[0][-50:] for n in raised[:3])}")
+    if precision == "int8" and keep_refused_in_float:  # what XNNPACK still cannot requantise stays float
         data = _keep_xnnpack_refused_in_float(road, data, io_dtype, calib, float_ops, where, notes)
     info = inspect_tflite(data, where)
     if len(info.inputs) != 1 or len(info.outputs) != 1:
@@ -237,6 +244,10 @@ def export_tflite(source, precision: str, out_file, calib_inputs=None, io_dtype:
         if floats:
             notes.append(f"{len(floats)} op(s) compute in float: "
                          f"{', '.join(sorted({o.op for o in floats}))}")
+    if precision == "int8":
+        from converters.export.tflite_inspect import delegate_warnings
+
+        notes += delegate_warnings(data)
     write_atomic(data, out_file)
     inp, out = info.inputs[0], info.outputs[0]
     return ExportResult(

@@ -128,3 +128,23 @@ def inspect_tflite(model_bytes: bytes, where: str) -> TFLiteInfo:
             raise ConversionError(f"{where}: tensor {t.name!r} has shape {list(t.shape_signature)}; bundles need "
                                   f"batch 1 and static shapes")
     return info
+
+
+def delegate_warnings(model_bytes: bytes) -> list[str]:
+    """Why an int8 model may run slower than it should on LiteRT's default XNNPACK delegate: ops it leaves to
+    TFLite's own kernels (each one also splits the delegated graph) and float islands with their quantise /
+    dequantise pairs. Empty when the whole model runs in one int8 XNNPACK partition."""
+    from edge_pose.bench.profile_litert import plan
+
+    facts = plan(model_bytes, threads=1)
+    notes = []
+    if facts["outside_counts"]:
+        ops = ", ".join(f"{op} x{n}" for op, n in facts["outside_counts"].items())
+        notes.append(f"warning: {sum(facts['outside_counts'].values())} op(s) run outside XNNPACK on TFLite's "
+                     f"own kernels ({ops}), splitting the model into {facts['delegate_partitions']} delegate "
+                     f"partitions: expect int8 to be slow on CPU")
+    pairs = facts["quantization"].get("dequantize", 0)
+    if pairs:
+        notes.append(f"warning: {pairs} dequantize/quantize pair(s) inside the int8 model "
+                     f"({facts['float_compute_ops']} op(s) compute in float between them)")
+    return notes

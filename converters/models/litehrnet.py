@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 
 from converters.errors import ConversionError
 from converters.models.layers import batch_norm, conv2d, model_input
 from converters.models.static_ops import (
     adaptive_average_pool,
     channel_shuffle,
+    multiply_by_upsampled,
     resize_bilinear_align_corners,
     upsample_nearest,
 )
@@ -37,6 +39,34 @@ class LiteHRNetSpec:
 SPECS = {18: LiteHRNetSpec(num_modules=(2, 4, 2)), 30: LiteHRNetSpec(num_modules=(3, 8, 3))}
 
 
+@dataclass(frozen=True)
+class GraphForms:
+    """How the static stand-ins are expressed (converters.models.static_ops); every choice is exact in float.
+
+    The defaults are the forms fp32 XNNPACK runs fastest. int8 XNNPACK runs AVERAGE_POOL_2D and a standalone RELU
+    (own output scale) only in float, which split the delegated graph into 25 partitions, and its int8 TRANSPOSE
+    with an inner dimension of 2 (the channel shuffle) was a quarter of the model's time. OpenVINO: see FORMS."""
+
+    pool: str = "pool"  # adaptive average pooling: "pool" (AVERAGE_POOL_2D) or "depthwise" (1/n depthwise conv)
+    shuffle: str = "transpose"  # channel shuffle: "transpose" (4-D reshape/transpose), "conv" (permutation 1x1)
+    #                             or "gather" (constant channel indices)
+    gate: str = "upsample"  # cross-resolution gate: "upsample" then multiply, or "broadcast" multiply
+    relu_fused: bool = False  # fuse output 0's ReLU into a second addition (2 * out[0] + ...)
+    upsample: str = "concat"  # nearest upsampling: "concat" (copies + reshapes) or "resize" (one resize op)
+    split: str = "slice"  # channel halves and gate slices: "slice" (STRIDED_SLICE), "split" (one Split each) or
+    #                       "halves" (Split for the halves, slices for the gates)
+
+
+FORMS = {"tflite": GraphForms(),
+         "tflite-int8": GraphForms(pool="depthwise", shuffle="conv", gate="broadcast", relu_fused=True,
+                                   split="halves"),
+         # OpenVINO's TF frontend keeps NHWC and wraps every Reshape in layout Transposes (214 of them, 28% of
+         # the fp32 time) and cannot move them past channel StridedSlices: no reshapes, Split instead of slices,
+         # Interpolate for nearest upsampling, the shuffle as a permutation conv (a Gather needs a planar-layout
+         # Reorder before it, which cost more than the transposes); measured 1.7x faster than the default form
+         "openvino": GraphForms(shuffle="conv", upsample="resize", split="split")}
+
+
 def _act(x, act: str | None):
     if act == "relu":
         return keras.layers.ReLU()(x)
@@ -54,8 +84,11 @@ def _conv_module(x, filters: int, kernel_size: int, *, name: str, stride: int = 
     return _act(x, act)
 
 
-def _split(x, at: int):
-    """torch.chunk(2, dim=1) on NHWC."""
+def _split(x, at: int, form: str = "slice"):
+    """torch.chunk(2, dim=1) on NHWC: two slices, or one split op (forms "split", "halves"; equal halves become
+    TFLite SPLIT, which XNNPACK runs in int8, unequal ones SPLIT_V, which it does not)."""
+    if form in ("split", "halves"):
+        return tuple(keras.ops.split(x, 2 if 2 * at == x.shape[-1] else [at], axis=3))
     return x[..., :at], x[..., at:]
 
 
@@ -69,36 +102,45 @@ def _dw_pw(x, out_channels: int, *, name: str, stride: int, relu: bool):
     return _act(x, "relu" if relu else None)
 
 
-def _stem(x, stem_channels: int, name: str):
+def _stem(x, stem_channels: int, name: str, forms: "GraphForms"):
     """Stem: strided conv, then a ShuffleNetV2 downsampling unit (out_channels == stem_channels, expand_ratio 1)."""
     x = _conv_module(x, stem_channels, 3, name=f"{name}.conv1", stride=2)
     branch = stem_channels // 2
-    x1, x2 = _split(x, branch)
+    x1, x2 = _split(x, branch, forms.split)
     x2 = _conv_module(x2, stem_channels, 1, name=f"{name}.expand_conv")
     x2 = _conv_module(x2, stem_channels, 3, name=f"{name}.depthwise_conv", stride=2, groups=stem_channels, act=None)
     x2 = _conv_module(x2, branch, 1, name=f"{name}.linear_conv")
     x1 = _conv_module(x1, branch, 3, name=f"{name}.branch1.0", stride=2, groups=branch, act=None)
     x1 = _conv_module(x1, stem_channels - branch, 1, name=f"{name}.branch1.1")
-    return channel_shuffle(keras.layers.Concatenate()([x1, x2]))
+    return channel_shuffle(keras.layers.Concatenate()([x1, x2]), form=forms.shuffle)
 
 
-def _cross_resolution_weighting(xs, ratio: int, name: str):
+def _cross_resolution_weighting(xs, ratio: int, name: str, forms: "GraphForms"):
     """Pool all branches to the smallest size, 1x1 convs over their concatenation, gate each branch (sigmoid)."""
     channels = [x.shape[-1] for x in xs]
     mini = tuple(xs[-1].shape[1:3])
-    pooled = [adaptive_average_pool(x, mini) for x in xs]
+    pooled = [adaptive_average_pool(x, mini, forms.pool) for x in xs]
     out = keras.layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0]
     total = sum(channels)
     out = _conv_module(out, int(total / ratio), 1, name=f"{name}.conv1")
     out = _conv_module(out, total, 1, name=f"{name}.conv2", act=None)
     gated, start = [], 0
-    for x, c in zip(xs, channels):
+    if forms.split == "split" and len(xs) > 1:
+        parts = keras.ops.split(out, list(np.cumsum(channels[:-1])), axis=3)
+    for k, (x, c) in enumerate(zip(xs, channels)):
         # slice before the sigmoid: int8 LOGISTIC has a fixed output scale that a slice of it cannot keep, and
         # TFLite's quantizer refuses the model ("same scale constraint"); sigmoid per slice is the same function
-        gate = _act(out[..., start:start + c] if len(xs) > 1 else out, "sigmoid")
+        if len(xs) == 1:
+            gate = out
+        else:
+            gate = parts[k] if forms.split == "split" else out[..., start:start + c]
         start += c
-        gate = upsample_nearest(gate, x.shape[1] // mini[0])
-        gated.append(keras.layers.Multiply()([x, gate]))
+        factor = x.shape[1] // mini[0]
+        if forms.gate == "broadcast":
+            gated.append(multiply_by_upsampled(x, gate, factor, lambda t: _act(t, "sigmoid")))
+        else:
+            gated.append(keras.layers.Multiply()([x, upsample_nearest(_act(gate, "sigmoid"), factor,
+                                                                      forms.upsample)]))
     return gated
 
 
@@ -111,31 +153,31 @@ def _spatial_weighting(x, name: str, ratio: int = 4):
     return keras.layers.Multiply()([x, gate])
 
 
-def _conditional_channel_weighting(xs, ratio: int, name: str):
+def _conditional_channel_weighting(xs, ratio: int, name: str, forms: "GraphForms"):
     """One LITE block: half of each branch passes through, the other half is gated, depthwise-convolved, gated."""
-    halves = [_split(x, x.shape[-1] // 2) for x in xs]
-    x2 = _cross_resolution_weighting([h[1] for h in halves], ratio, f"{name}.cross_resolution_weighting")
+    halves = [_split(x, x.shape[-1] // 2, forms.split) for x in xs]
+    x2 = _cross_resolution_weighting([h[1] for h in halves], ratio, f"{name}.cross_resolution_weighting", forms)
     out = []
     for k, ((x1, _), y) in enumerate(zip(halves, x2)):
         y = _conv_module(y, y.shape[-1], 3, name=f"{name}.depthwise_convs.{k}", groups=y.shape[-1], act=None)
         y = _spatial_weighting(y, f"{name}.spatial_weighting.{k}")
-        out.append(channel_shuffle(keras.layers.Concatenate()([x1, y])))
+        out.append(channel_shuffle(keras.layers.Concatenate()([x1, y]), form=forms.shuffle))
     return out
 
 
-def _fuse_path(x, i: int, j: int, channels, name: str):
+def _fuse_path(x, i: int, j: int, channels, name: str, upsample: str = "concat"):
     """fuse_layers[i][j]: bring branch j to branch i's size and channel count."""
     if j > i:
         x = conv2d(x, channels[i], 1, bias=False, name=f"{name}.0")
         x = batch_norm(x, name=f"{name}.1")
-        return upsample_nearest(x, 2 ** (j - i))
+        return upsample_nearest(x, 2 ** (j - i), upsample)
     for k in range(i - j):
         last = k == i - j - 1
         x = _dw_pw(x, channels[i] if last else channels[j], name=f"{name}.{k}", stride=2, relu=not last)
     return x
 
 
-def _fuse(outs, name: str):
+def _fuse(outs, name: str, forms: GraphForms):
     """Multi-resolution fusion, reproducing mmpose's in-place `y += ...` aliasing exactly.
 
     mmpose starts output 0 as `y = out[0]` and adds into it in place, so (a) output 0 counts out[0] twice and
@@ -143,14 +185,22 @@ def _fuse(outs, name: str):
     """
     channels = [x.shape[-1] for x in outs]
     n = len(outs)
-    first = [outs[0], outs[0]] + [_fuse_path(outs[j], 0, j, channels, f"{name}.0.{j}") for j in range(1, n)]
+    first = [outs[0], outs[0]] + [_fuse_path(outs[j], 0, j, channels, f"{name}.0.{j}", forms.upsample)
+                                  for j in range(1, n)]
     sum0 = keras.layers.Add()(first)
-    fused = [_act(sum0, "relu")]
+    if forms.relu_fused:
+        # output 0 once more as 2 * out[0] + ... (x + x == 2x exactly: the same values) for the ReLU to fuse
+        # into its last addition (a plain second Add of the same inputs is merged back by the converter);
+        # sum0 itself stays pre-ReLU for the other outputs
+        fused = [_act(keras.layers.Add()([keras.ops.multiply(outs[0], 2.0)] + first[2:]), "relu")]
+    else:
+        fused = [_act(sum0, "relu")]
     for i in range(1, n):
         from0 = _fuse_path(sum0, i, 0, channels, f"{name}.{i}.0")
         terms = [from0, from0]
         for j in range(1, n):
-            terms.append(outs[j] if j == i else _fuse_path(outs[j], i, j, channels, f"{name}.{i}.{j}"))
+            terms.append(outs[j] if j == i else _fuse_path(outs[j], i, j, channels, f"{name}.{i}.{j}",
+                                                           forms.upsample))
         fused.append(_act(keras.layers.Add()(terms), "relu"))
     return fused
 
@@ -190,26 +240,33 @@ def _iterative_head(ys, name: str):
     return last
 
 
-def build_litehrnet(depth: int, input_size=(256, 192), num_keypoints: int = 17) -> keras.Model:
+def build_litehrnet(depth: int, input_size=(256, 192), num_keypoints: int = 17, for_format: str = "tflite"
+                    ) -> keras.Model:
     """Lite-HRNet-{18,30} with IterativeHead and HeatmapHead (no deconv, 1x1 final layer): input "input"
-    (1, H, W, 3) NHWC normalised RGB, output heatmaps (1, H/4, W/4, num_keypoints)."""
+    (1, H, W, 3) NHWC normalised RGB, output heatmaps (1, H/4, W/4, num_keypoints).
+
+    for_format picks the graph forms of the static ops (FORMS): every form computes the same function, each is
+    the one its runtime runs fastest. Weights and layer names are the same for all."""
     if depth not in SPECS:
         raise ConversionError(f"Lite-HRNet depth must be one of {sorted(SPECS)}, got {depth}")
+    if for_format not in FORMS:
+        raise ConversionError(f"Lite-HRNet graph form must be one of {sorted(FORMS)}, got {for_format!r}")
+    forms = FORMS[for_format]
     spec = SPECS[depth]
     height, width = (int(s) for s in input_size)
     coarsest = 4 * 2 ** (max(spec.num_branches) - 1)
     if height % coarsest or width % coarsest:
         raise ConversionError(f"Lite-HRNet input size must be a multiple of {coarsest}, got {height}x{width}")
     inputs = model_input((height, width))
-    ys = [_stem(inputs, spec.stem_channels, "backbone.stem")]
+    ys = [_stem(inputs, spec.stem_channels, "backbone.stem", forms)]
     channels_pre = [spec.stem_channels]
     for s, channels in enumerate(spec.num_channels):
         ys = _transition(ys, channels_pre, channels, f"backbone.transition{s}")
         for m in range(spec.num_modules[s]):
             module = f"backbone.stage{s}.{m}"
             for b in range(spec.num_blocks[s]):
-                ys = _conditional_channel_weighting(ys, spec.reduce_ratios[s], f"{module}.layers.{b}")
-            ys = _fuse(ys, f"{module}.fuse_layers")
+                ys = _conditional_channel_weighting(ys, spec.reduce_ratios[s], f"{module}.layers.{b}", forms)
+            ys = _fuse(ys, f"{module}.fuse_layers", forms)
         channels_pre = list(channels)
     features = _iterative_head(ys, "backbone.head_layer")
     heatmaps = conv2d(features, num_keypoints, 1, name="head.final_layer")

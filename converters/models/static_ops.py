@@ -8,15 +8,31 @@ and bilinear align_corners resizing is RESIZE_BILINEAR(align_corners=True) (Kera
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
-def channel_shuffle(x, groups: int = 2):
+def channel_shuffle(x, groups: int = 2, form: str = "transpose"):
     """mmpose channel_shuffle on NHWC: output channel c*g + k is input channel k*C/g + c.
 
-    (1,H,W,C) -> (1,HW,g,C/g) -> swap the last two -> (1,H,W,C): 4-D ops with constant shapes (keras.layers.Reshape
-    would read the batch size at run time and add SHAPE/PACK ops that split delegate partitions)."""
+    form "transpose": (1,H,W,C) -> (1,HW,g,C/g) -> swap the last two -> (1,H,W,C), 4-D ops with constant shapes
+    (keras.layers.Reshape would read the batch size at run time and add SHAPE/PACK ops that split delegate
+    partitions); OpenVINO turns it into its ShuffleChannels. form "conv": a 1x1 conv whose constant weights are the
+    permutation matrix (each output is one input times 1.0 plus zeros: exact in float, and in int8 the output
+    keeps the input's range). XNNPACK's TRANSPOSE with an inner dimension of 2 is its slowest op in Lite-HRNet
+    (a quarter of the int8 model's time); the permutation conv is a small GEMM, measured ~2x faster in int8 and
+    fp32 at (1, 64, 48, 40)."""
     batch, height, width, channels = x.shape
+    if form == "conv":
+        kernel = np.zeros((1, 1, channels, channels), np.float32)
+        out = np.arange(channels)
+        kernel[0, 0, (out % groups) * (channels // groups) + out // groups, out] = 1.0
+        return keras.ops.conv(x, kernel)
+    if form == "gather":  # a constant channel permutation (OpenVINO Gather; no reshape to block layout passes)
+        out = np.arange(channels)
+        return keras.ops.take(x, (out % groups) * (channels // groups) + out // groups, axis=3)
+    if form != "transpose":
+        raise ValueError(f"channel shuffle form must be 'transpose', 'conv' or 'gather', got {form!r}")
     x = keras.ops.reshape(x, (batch, height * width, groups, channels // groups))
     x = keras.ops.transpose(x, (0, 1, 3, 2))
     return keras.ops.reshape(x, (batch, height, width, channels))
@@ -48,14 +64,39 @@ def resize_bilinear_align_corners(x, size_hw):
     return ResizeBilinearAlignCorners(size_hw)(x)
 
 
-def upsample_nearest(x, factor: int):
-    """nn.Upsample(scale_factor=factor, mode="nearest") for an integer factor, as concatenations and reshapes.
+@keras.saving.register_keras_serializable(package="edge_pose")
+class ResizeNearest(keras.layers.Layer):
+    """Nearest resize by an integer factor through the TF op (OpenVINO: one Interpolate): output pixel i reads
+    input floor(i / factor), exactly nn.Upsample(scale_factor=factor, mode="nearest")."""
 
-    XNNPACK has no RESIZE_NEAREST_NEIGHBOR (each one would split the delegated graph), but it runs these:
-    f copies side by side in channels, read as f times the width; then f copies of each row, read as f times the
-    height. All tensors stay 4-D with constant shapes."""
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, x):
+        size = (x.shape[1] * self.factor, x.shape[2] * self.factor)
+        return tf.raw_ops.ResizeNearestNeighbor(images=x, size=size, align_corners=False, half_pixel_centers=False)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1] * self.factor, input_shape[2] * self.factor, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def upsample_nearest(x, factor: int, form: str = "concat"):
+    """nn.Upsample(scale_factor=factor, mode="nearest") for an integer factor.
+
+    form "concat": concatenations and reshapes. XNNPACK has no RESIZE_NEAREST_NEIGHBOR (each one would split the
+    delegated graph), but it runs these: f copies side by side in channels, read as f times the width; then f
+    copies of each row, read as f times the height. All tensors stay 4-D with constant shapes. form "resize": the
+    resize op (OpenVINO's Interpolate; an NHWC reshape there costs a layout transpose each)."""
     if factor == 1:
         return x
+    if form == "resize":
+        return ResizeNearest(factor)(x)
+    if form != "concat":
+        raise ValueError(f"nearest upsampling form must be 'concat' or 'resize', got {form!r}")
     batch, height, width, channels = x.shape
     x = _copies(x, factor, axis=3)
     x = keras.ops.reshape(x, (batch, height, width * factor, channels))
@@ -72,13 +113,42 @@ def _copies(x, n: int, axis: int):
     return keras.ops.concatenate([x] * n, axis=axis) if n > 1 else x
 
 
-def adaptive_average_pool(x, size_hw):
-    """F.adaptive_avg_pool2d(x, size_hw) for a static input size that size_hw divides: one fixed average pool."""
-    _, height, width, _ = x.shape
+def multiply_by_upsampled(x, gate, factor: int, activation=None):
+    """x * upsample_nearest(activation(gate), factor) without making the upsampled gate: x (1, h*f, w*f, C) read
+    as (h, f, w, f*C), the gate's channels copied f times side by side, (h, 1, w, f*C), broadcast over the f rows.
+
+    Same products as the upsampled form (each x times its gate value), with one full-size tensor read instead of
+    two written and two read. `activation` (elementwise) runs on the copied gate: nearest copies commute with it,
+    and in int8 the copies then share the gate logits' scale (copies of a sigmoid's fixed output scale had to be
+    requantised to the concatenation's)."""
+    activation = activation or (lambda t: t)
+    if factor == 1:
+        return keras.layers.Multiply()([x, activation(gate)])
+    _, height, width, channels = x.shape
+    small = keras.ops.reshape(activation(_copies(gate, factor, axis=3)),
+                              (height // factor, 1, width // factor, factor * channels))
+    wide = keras.ops.reshape(x, (height // factor, factor, width // factor, factor * channels))
+    return keras.ops.reshape(keras.ops.multiply(wide, small), (1, height, width, channels))
+
+
+def adaptive_average_pool(x, size_hw, form: str = "pool"):
+    """F.adaptive_avg_pool2d(x, size_hw) for a static input size that size_hw divides: one fixed-window average.
+
+    form "pool": AveragePooling2D (AVERAGE_POOL_2D; OpenVINO's AvgPool). form "depthwise": a stride-k depthwise
+    conv whose constant weights are 1/(kh*kw). XNNPACK runs AVERAGE_POOL_2D in float only, so in an int8 model
+    every pool fell back to TFLite's own kernel and split the delegated graph (32 pools, 25 partitions in
+    Lite-HRNet-18); the int8 depthwise conv stays inside. The windows here are powers of two (branches halve), so
+    x * 1/n is exact and the result equals the pool's up to summation order."""
+    _, height, width, channels = x.shape
     out_h, out_w = int(size_hw[0]), int(size_hw[1])
     if (out_h, out_w) == (height, width):
         return x
     if height % out_h or width % out_w:
         raise ValueError(f"adaptive pooling {height}x{width} -> {out_h}x{out_w} is not a fixed-window pool")
     pool = (height // out_h, width // out_w)
-    return keras.layers.AveragePooling2D(pool, strides=pool, padding="valid")(x)
+    if form not in ("pool", "depthwise"):
+        raise ValueError(f"average pool form must be 'pool' or 'depthwise', got {form!r}")
+    if form == "pool" or pool[0] != pool[1]:  # TF's depthwise conv takes equal strides only
+        return keras.layers.AveragePooling2D(pool, strides=pool, padding="valid")(x)
+    kernel = np.full((*pool, channels, 1), 1.0 / (pool[0] * pool[1]), np.float32)
+    return keras.ops.depthwise_conv(x, kernel, strides=pool, padding="valid")

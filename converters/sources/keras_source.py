@@ -80,8 +80,11 @@ def _meta(entry: Any, key: str, default=None):
     return getattr(entry, key, default)
 
 
-def load_zoo(name: str, facts: F.Facts, checkpoint: Path | None, seed: int) -> KerasSource:
-    """A zoo model; the zoo knows its normalisation and keypoints, so the user states none of it."""
+def load_zoo(name: str, facts: F.Facts, checkpoint: Path | None, seed: int, for_format: str | None = None
+             ) -> KerasSource:
+    """A zoo model; the zoo knows its normalisation and keypoints, so the user states none of it.
+
+    for_format: the model's graph variant for one target (converters.zoo.build_model)."""
     from converters.zoo import ZOO, build_model
 
     entry = ZOO[name]
@@ -91,7 +94,8 @@ def load_zoo(name: str, facts: F.Facts, checkpoint: Path | None, seed: int) -> K
                                                                              (256, 192)))
     kp_name = _meta(entry, "keypoints", "coco17")
     keypoints = facts.keypoints or (kp_name if not isinstance(kp_name, str) else keypoint_spec(kp_name))
-    model = build_model(name, input_size=size, checkpoint=checkpoint, seed=seed, num_keypoints=len(keypoints.names))
+    model = build_model(name, input_size=size, checkpoint=checkpoint, seed=seed, num_keypoints=len(keypoints.names),
+                        for_format=for_format)
     inp = InputSpec(name="input", height=int(size[0]), width=int(size[1]), layout="NHWC", dtype="float32",
                     color="rgb", mean=facts.mean or tuple(_meta(entry, "mean", MMPOSE_MEAN)),
                     std=facts.std or tuple(_meta(entry, "std", MMPOSE_STD)))

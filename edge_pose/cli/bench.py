@@ -41,6 +41,8 @@ def add_arguments(p) -> None:
     p.add_argument("--pin", metavar="CORES", help="pin to these cores, e.g. 2,3")
     p.add_argument("--json", metavar="OUT", help="write results JSON here")
     p.add_argument("--out", metavar="DIR", help="(report) output directory")
+    p.add_argument("--profile", action="store_true",
+                   help="also show where each bundle's time goes (delegate partitions, per-op / per-layer times)")
 
 
 def _progress(label: str):
@@ -129,6 +131,8 @@ def run(args) -> int:
                                          _progress(f"pipeline {v.label} ({mode})"), mode=mode)
                            for v in measured if v.bundle.manifest.task == "pose" for mode in modes]
     _print_table(doc)
+    if args.profile:
+        _print_profiles(measured)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.record is not None and measured:
@@ -184,6 +188,14 @@ def _pipeline_line(p: dict) -> str:
     if p.get("stage_mean_ms"):
         line += "\n  mean ms per stage: " + "  ".join(f"{k} {v:.2f}" for k, v in p["stage_mean_ms"].items())
     return line
+
+
+def _print_profiles(variants) -> None:
+    from edge_pose.bench.profile import profile_bundle, render
+
+    for v in variants:
+        print()
+        print(render(profile_bundle(v.bundle.path, threads=v.threads)))
 
 
 def _device(name: str) -> dict:
