@@ -1,6 +1,8 @@
 """A bring-your-own stacked hourglass (MobileNetV2 blocks, 14 joints, 192x192) with a dead layer: its plain TFLite
-int8 conversion is a model XNNPACK refuses (a requantisation ratio >= 256 on the all-zero layer). The exporter keeps
-those ops in float, and a refused interpreter is a failed rung of the guard's ladder, never the end of `convert`."""
+int8 conversion is a model XNNPACK refuses (a requantisation ratio >= 256 on the all-zero layer; LiteRT can even
+abort on it). The exporter first raises such collapsed conv scales (converters/export/tflite_scales.py); what
+XNNPACK still cannot requantise it keeps in float; and a refused interpreter is a failed rung of the guard's ladder,
+never the end of `convert`. The tests of the later defences switch the scale fix off to reach them."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,6 +19,27 @@ def dead_source(tmp_path_factory):
 
     pb = build_hourglass_pb(tmp_path_factory.mktemp("hourglass") / "hourglass-mbv2.pb", dead=DEAD)
     return load_source(pb, color="bgr", mean=0, std=1, keypoints="aic14")
+
+
+@pytest.fixture()
+def no_scale_fix(monkeypatch):
+    """Without the first defence, to exercise the ones behind it (a refusal the scale fix does not cover)."""
+    from converters.export import tflite_scales
+
+    monkeypatch.setattr(tflite_scales, "raise_collapsed_scales", lambda data: (data, []))
+
+
+def test_int8_with_the_dead_layer_runs_on_xnnpack_after_its_scale_is_raised(dead_source, calib, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converters.export.tflite import export_tflite
+
+    result = export_tflite(dead_source, "int8", tmp_path / "model.tflite", calib_inputs=calib,
+                           keep_refused_in_float=False)
+    assert any("collapsed by calibration" in n for n in result.notes)
+    interp = Interpreter(model_path=str(result.files["model.tflite"]))
+    interp.allocate_tensors()
+    assert any(op["op_name"] == "DELEGATE" for op in interp._get_ops_details())
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +64,7 @@ def test_fp32_is_exact(dead_source, calib, tmp_path):
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-def test_plain_int8_is_refused_with_readable_text(dead_source, calib, tmp_path):
+def test_plain_int8_is_refused_with_readable_text(dead_source, calib, tmp_path, no_scale_fix):
     from converters.errors import RuntimeRefused
     from converters.export.tflite import export_tflite
 
@@ -52,7 +75,7 @@ def test_plain_int8_is_refused_with_readable_text(dead_source, calib, tmp_path):
     assert "\n" not in text
 
 
-def test_int8_keeps_the_refused_ops_in_float_and_runs_on_xnnpack(dead_source, calib, tmp_path):
+def test_int8_keeps_the_refused_ops_in_float_and_runs_on_xnnpack(dead_source, calib, tmp_path, no_scale_fix):
     from ai_edge_litert.interpreter import Interpreter
 
     from converters.export.tflite import export_tflite
@@ -69,7 +92,7 @@ def test_int8_keeps_the_refused_ops_in_float_and_runs_on_xnnpack(dead_source, ca
     assert any(op["op_name"] == "DELEGATE" for op in ops)
 
 
-def test_convert_moves_past_a_refused_rung(dead_source, monkeypatch, tmp_path):
+def test_convert_moves_past_a_refused_rung(dead_source, monkeypatch, tmp_path, no_scale_fix):
     """A refusal the exporter does not foresee (here: its XNNPACK check skipped on the first rung) on the plain
     rung: convert records it as a failed rung and goes on with the ladder."""
     from converters import guard
