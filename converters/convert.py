@@ -78,8 +78,10 @@ class Conversion:
     """State shared by every target of one conversion: source, crops, reference heatmaps, work directory."""
 
     def __init__(self, source, calib_set, eval_set, work: Path, thresholds: Thresholds, seed: int,
-                 device: str | None, blob_device: str | None, log: Callable[[str], None]):
+                 device: str | None, blob_device: str | None, log: Callable[[str], None],
+                 make_variant: Callable[[str], Any] | None = None):
         self.source, self.calib_set, self.eval_set, self.work = source, calib_set, eval_set, work
+        self.make_variant, self.variants = make_variant, {}  # graph form -> the same model built that way
         self.thresholds, self.seed, self.device, self.blob_device, self.log = thresholds, seed, device, blob_device, log
         self.calib_inputs = model_inputs(calib_set, source.input) if calib_set is not None else None
         started = time.perf_counter()
@@ -89,8 +91,16 @@ class Conversion:
         self.counter = 0
         self.rewritten: dict[str, Any] = {}  # rewrite name -> rewritten source (made once, on first use)
 
-    def source_for(self, rewrite: str | None):
-        """The source, or its float-exact rewrite for a guard mitigation (ConversionError when it does not apply)."""
+    def source_for(self, rewrite: str | None, fmt: str | None = None, precision: str | None = None):
+        """The source, its float-exact rewrite for a guard mitigation (ConversionError when it does not apply), or
+        the same zoo model in the graph form its entry names for this target (built once)."""
+        form = self._graph_form(fmt, precision) if rewrite is None else None
+        if form is not None:
+            if form not in self.variants:
+                self.log(f"  {fmt}/{precision}: building {self.source.model_name} in its {form!r} graph form "
+                         "(the same function, faster on this target)")
+                self.variants[form] = self.make_variant(form)
+            return self.variants[form]
         if rewrite is None:
             return self.source
         if rewrite not in self.rewritten:
@@ -101,6 +111,14 @@ class Conversion:
             self.rewritten[rewrite] = made
         return self.rewritten[rewrite]
 
+    def _graph_form(self, fmt, precision) -> str | None:
+        if self.make_variant is None or fmt is None or self.source.kind != "keras":
+            return None
+        from converters.zoo import ZOO
+
+        entry = ZOO.get(self.source.model_name)
+        return entry.graph_form(fmt, precision) if entry is not None else None
+
     def attempt(self, fmt: str, precision: str, mitigation: Mitigation) -> Attempt:
         self.counter += 1
         built = mitigation.precision or precision
@@ -108,7 +126,7 @@ class Conversion:
         out.mkdir()
         self.log(f"  {fmt}/{precision}: exporting ({mitigation.label})")
         try:  # a mitigation the exporter or the runtime refuses is a failed attempt, not a failed conversion
-            source = self.source_for(mitigation.rewrite)
+            source = self.source_for(mitigation.rewrite, fmt, built)
             result = _export(fmt, source, built, out, self.calib_inputs, self.blob_device, mitigation.options)
             if mitigation.rewrite:
                 result.notes.insert(0, source.rewrite_note)
@@ -174,8 +192,12 @@ def convert(source_ref, out_dir, *, checkpoint=None, device: str | None = None, 
     work = Path(tempfile.mkdtemp(prefix="edge-pose-convert-"))
     done: list[Converted] = []
     try:
+        def variant(form):
+            return load_source(source_ref, checkpoint=checkpoint, seed=seed, for_format=form,
+                               **{k: v for k, v in (facts or {}).items() if v is not None})
+
         pipe = Conversion(source, calib_set, eval_set, work, thresholds or Thresholds(), seed, device, blob_device,
-                        log)
+                          log, make_variant=variant)
         for i, (fmt, precision) in enumerate(targets, 1):
             log(f"[3/3] target {i}/{len(targets)}: {fmt}/{precision}")
             outcome = run_guard(fmt, precision, source, lambda m, f=fmt, p=precision: pipe.attempt(f, p, m),

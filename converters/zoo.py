@@ -39,10 +39,15 @@ class ZooEntry:
     mean: tuple[float, float, float] = MMPOSE_MEAN_RGB
     std: tuple[float, float, float] = MMPOSE_STD_RGB
     notes: str = field(default="")
+    # (format, precision, graph form): where a target runs fastest from another graph of the same function
+    graph_forms: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def default_input_size(self) -> tuple[int, int]:
         return self.input_sizes[0]
+
+    def graph_form(self, fmt: str, precision: str) -> str | None:
+        return next((form for f, p, form in self.graph_forms if (f, p) == (fmt, precision)), None)
 
 
 def _litehrnet(depth: int):
@@ -69,11 +74,17 @@ def _cpm(input_size, num_keypoints):
 
 
 _SIZES = ((256, 192), (384, 288))
+# Lite-HRNet int8 on XNNPACK from the int8 form: one delegate partition instead of 25, 0.71x of fp32's p50 instead
+# of 1.21x (Lite-HRNet-18; -30: 0.64x against 1.23x), benchmarks/litehrnet_int8.py. OpenVINO's form was not faster
+# in most runs, so OpenVINO keeps the default graph.
+_LITEHRNET_FORMS = (("tflite", "int8", "tflite-int8"),)
 ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("litehrnet-18", "litehrnet", _litehrnet(18), _SIZES, 4, 32,
-             ("td-hm_litehrnet-18_8xb64-210e_coco-256x192", "td-hm_litehrnet-18_8xb32-210e_coco-384x288")),
+             ("td-hm_litehrnet-18_8xb64-210e_coco-256x192", "td-hm_litehrnet-18_8xb32-210e_coco-384x288"),
+             graph_forms=_LITEHRNET_FORMS),
     ZooEntry("litehrnet-30", "litehrnet", _litehrnet(30), _SIZES, 4, 32,
-             ("td-hm_litehrnet-30_8xb64-210e_coco-256x192", "td-hm_litehrnet-30_8xb32-210e_coco-384x288")),
+             ("td-hm_litehrnet-30_8xb64-210e_coco-256x192", "td-hm_litehrnet-30_8xb32-210e_coco-384x288"),
+             graph_forms=_LITEHRNET_FORMS),
     ZooEntry("simplebaseline-r50", "simplebaseline", _simplebaseline(50), _SIZES, 4, 32,
              ("td-hm_res50_8xb64-210e_coco-256x192", "td-hm_res50_8xb64-210e_coco-384x288")),
     ZooEntry("simplebaseline-r101", "simplebaseline", _simplebaseline(101), _SIZES, 4, 32,

@@ -95,3 +95,21 @@ def test_litehrnet18_onnx_fp32_equals_keras_and_fp16_int8_run(litehrnet_source, 
     assert np.abs(outs["fp32"] - ref).max() <= 1e-4 * np.abs(ref).max()
     assert np.abs(outs["fp16"] - ref).max() <= 2e-2 * np.abs(ref).max()
     assert outs["int8"].shape == ref.shape and np.isfinite(outs["int8"]).all()
+
+
+def test_convert_builds_litehrnet_int8_from_its_int8_graph_form(tmp_path):
+    """The zoo entry names Lite-HRNet's int8 graph form for TFLite int8: convert builds the model that way (the same
+    function), and the bundle runs in one XNNPACK partition with no op left outside it."""
+    from converters.convert import convert
+    from edge_pose.backends.litert import LiteRTBackend
+
+    lines = []
+    done = convert("litehrnet-18", tmp_path / "out", formats=["tflite"], precisions=["int8"],
+                   calib=coco_mini() / "test_coco.json", boxes=coco_mini() / "test_coco_det_AP_H_56.json",
+                   calib_size=16, allow_degraded=True, log=lines.append)
+    assert any("'tflite-int8' graph form" in line for line in lines), lines
+    d = LiteRTBackend().load(done[0].bundle, "cpu", {"threads": 1}).describe()
+    assert d["delegate_partitions"] == 1
+    from edge_pose.bench.profile_litert import plan
+
+    assert plan(str(done[0].bundle.model_path), 1)["outside_delegate"] == []

@@ -36,7 +36,7 @@ def _official_checkpoint(name: str, facts: Facts):
 
 
 def load_source(path_or_zoo_name, checkpoint=None, input_size=None, layout=None, color=None, mean=None, std=None,
-                keypoints=None, output=None, seed=0) -> Source:
+                keypoints=None, output=None, seed=0, for_format=None) -> Source:
     """A Source from a zoo name or a model file (.onnx, .pb, .keras, or a SavedModel directory).
 
     input_size is (H, W) or "H,W"; mean/std are three numbers in 0..255 units in the model's colour order;
@@ -58,7 +58,7 @@ def load_source(path_or_zoo_name, checkpoint=None, input_size=None, layout=None,
             if ckpt is not None and not ckpt.is_file():
                 raise SourceError(f"{ckpt}: checkpoint file not found (or pass --checkpoint {OFFICIAL} for the "
                                   f"official mmpose COCO checkpoint)")
-            source = load_zoo(name, facts, ckpt, seed)
+            source = load_zoo(name, facts, ckpt, seed, for_format=for_format)
             if official is not None:
                 source.checkpoint_url = official.url
             return source
