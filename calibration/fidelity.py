@@ -152,6 +152,22 @@ HEADERS = {"heatmap_rel_l2": "rel L2", "heatmap_max_rel_diff": "max rel", "keypo
            "ap_candidate": "AP new", "ap_drop": "AP drop"}
 
 
+LEGEND = {
+    "heatmap_rel_l2": "rel L2: mean relative L2 distance of the heatmaps to the source's",
+    "heatmap_max_rel_diff": "max rel: largest heatmap difference / largest source value",
+    "keypoint_error_px": "kp err px: mean keypoint distance to the source's, heatmap pixels",
+    "keypoint_within_1px": "<=1px: share of keypoints within 1 heatmap pixel",
+    "joints_without_peak": "no peak: joints left out (the source's heatmap has no peak there)",
+    "oks_agreement": "OKS: keypoint similarity to the source's keypoints (1 = identical)",
+    "ap_reference": "AP src / AP new / AP drop: COCO keypoint AP of source and bundle on the ground truth, x100",
+}
+
+
+def legend(rows: list[dict[str, Any]]) -> str:
+    """What the table's figure columns mean, one line each (only the columns shown)."""
+    return "\n".join(text for k, text in LEGEND.items() if any(k in r for r in rows))
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of fidelity rows (missing figures shown as '-')."""
     cols = [(k, f) for k, f in COLUMNS if any(k in r for r in rows)]

@@ -169,7 +169,10 @@ def _run(args) -> int:
         print(json.dumps([{**c.row, "path": str(c.bundle.path), "mitigation": c.outcome.chosen.mitigation.label,
                            "degraded": c.outcome.degraded} for c in done], indent=1))
     else:
+        from calibration.fidelity import legend
+
         print(format_table(rows))
+        print(legend(rows), file=sys.stderr)  # what the columns mean, kept out of the table on stdout
         for c in done:
             print(f"{c.bundle.path}  ({c.outcome.chosen.mitigation.label}"
                   f"{', DEGRADED' if c.outcome.degraded else ''})")

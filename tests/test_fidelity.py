@@ -119,3 +119,13 @@ def test_a_joint_with_no_reference_peak_is_left_out(gt_crops):
     assert f["keypoint_error_px"] == 0 and f["oks_agreement"] == pytest.approx(1.0)
     unlabelled = int((gt_crops.gt_keypoints[..., 2] == 0).sum())
     assert f["joints_without_peak"] == unlabelled + int(gt_crops.gt_keypoints[0, 0, 2] > 0)
+
+
+def test_the_table_says_what_its_columns_mean():
+    from calibration.fidelity import format_table, legend
+
+    rows = [{"bundle": "b", "precision": "int8", "oks_agreement": 0.97, "keypoint_error_px": 0.4, "passed": True}]
+    text = legend(rows)
+    assert "OKS: keypoint similarity" in text and "kp err px: mean keypoint distance" in text
+    assert "max rel" not in text  # only the columns the table shows
+    assert "OKS" in format_table(rows)
