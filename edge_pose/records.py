@@ -64,7 +64,7 @@ class Entry:
     model_sha256: str
     backend: str
     accelerator: str
-    threads: int | None  # as requested (None: the plan's default)
+    threads: int | None  # as the chosen candidate asked (the request, else the profile's; None: all cores)
     runtime: str  # e.g. "openvino 2026.4.1"
     p50_ms: float
     measured_at: str

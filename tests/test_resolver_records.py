@@ -167,3 +167,13 @@ def test_records_override_the_profile_and_stale_records_are_ignored_with_a_note(
     records.write_entries(elsewhere / records.FILENAME, device, [entry(default, 50.0), entry(other, 5.0)])
     monkeypatch.setenv(records.ENV, str(elsewhere))
     assert open_best(pair, device="generic-x86-64").chosen.name == other
+
+
+def test_records_match_profiles_that_set_threads(pair):
+    """rpi5's preferences name 4 threads: bench records the thread count the chosen candidate ran with, so explain
+    on the same profile finds the record."""
+    r = _cli("bench", str(pair), "--device", "rpi5", "--runs", "3", "--warmup", "0", "--record")
+    assert r.returncode == 0, r.stderr
+    r = _cli("explain", str(pair), "--device", "rpi5", "--json")
+    chosen = next(c for c in json.loads(r.stdout)["candidates"] if c["status"] == "chosen")
+    assert chosen["threads"] == 4 and chosen["recorded_p50_ms"] is not None

@@ -146,6 +146,6 @@ def record(variants: list[Variant], profile: str, target: str | None = None) -> 
         else:
             path = v.bundle.path.parent / records.FILENAME
         by_file.setdefault(path, []).append(records.Entry(
-            v.bundle.path.name, records.model_hash(v.bundle), c.backend, c.accelerator, v.threads,
+            v.bundle.path.name, records.model_hash(v.bundle), c.backend, c.accelerator, c.threads,
             records.runtime_version(c.backend), round(latency_stats(v.times)["p50_ms"], 4), records.now()))
     return [str(records.write_entries(path, device, entries)) for path, entries in by_file.items()]
