@@ -44,11 +44,13 @@ run_logged() {
   say "$label ..."
   "$@" >"$log" 2>&1 &
   local pid=$! rc=0
+  CHILD=$pid
   while kill -0 "$pid" 2>/dev/null; do
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     kill -0 "$pid" 2>/dev/null && say "  $label: $(elapsed "$start") so far; last: $(tail -c 300 "$log" | tr '\r' '\n' | grep -v '^\s*$' | tail -1 | cut -c1-100)"
   done
   wait "$pid" || rc=$?
+  CHILD=
   if [ "$rc" -ne 0 ]; then
     tail -n 25 "$log" >&2
     die "$label failed (exit $rc); full log: $log"
@@ -102,8 +104,14 @@ say "qemu-aarch64 registered ($(head -1 "$BINFMT/qemu-aarch64"), $(sed -n 's/^in
 
 # --- mounts: recorded, and undone on every exit ------------------------------------------------------------
 MOUNTS=()
+CHILD=
 cleanup() {
   local i
+  set +e  # undo everything even when a step of it fails
+  if [ -n "$CHILD" ] && kill -0 "$CHILD" 2>/dev/null; then  # interrupted: stop the step before unmounting under it
+    pkill -TERM -P "$CHILD" 2>/dev/null; kill -TERM "$CHILD" 2>/dev/null; sleep 2
+    pkill -KILL -P "$CHILD" 2>/dev/null; kill -KILL "$CHILD" 2>/dev/null; wait "$CHILD" 2>/dev/null
+  fi
   for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
     umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null ||
       echo "arm64-check: warning: could not unmount ${MOUNTS[i]}" >&2
@@ -189,7 +197,9 @@ if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
 else
   tar -C "$REPO" --exclude=.venv --exclude=.git --exclude=build -cf - . | tar -C "$SRC" -xf -
 fi
-SRC_HASH=$(cd "$SRC" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+# what pip installs (scripts, tests and docs do not reach a device)
+SRC_HASH=$(cd "$SRC" && find pyproject.toml constraints.txt README.md edge_pose converters devices calibration -type f \
+           -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 for b in "${BUNDLES[@]}"; do
   read -r _ _ extra <<<"$b"
   venv=/opt/edge-pose/venv-$extra
