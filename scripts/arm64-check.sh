@@ -38,6 +38,7 @@ say() { echo "arm64-check: $*"; }
 die() { echo "arm64-check: error: $*" >&2; exit 2; }
 elapsed() { local s=$((SECONDS - ${1:-$T0})); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
 
+last_line() { tail -c 300 "$1" | tr '\r' '\n' | grep -v '^\s*$' | tail -1 | cut -c1-100; }
 # Run a long command with its output in LOG and a progress line every 30 s; on failure show the log's tail.
 run_logged() {
   local label=$1 log=$2 start=$SECONDS; shift 2
@@ -47,7 +48,7 @@ run_logged() {
   CHILD=$pid
   while kill -0 "$pid" 2>/dev/null; do
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    kill -0 "$pid" 2>/dev/null && say "  $label: $(elapsed "$start") so far; last: $(tail -c 300 "$log" | tr '\r' '\n' | grep -v '^\s*$' | tail -1 | cut -c1-100)"
+    kill -0 "$pid" 2>/dev/null && say "  $label: $(elapsed "$start") so far; last: $(last_line "$log")"
   done
   wait "$pid" || rc=$?
   CHILD=
@@ -66,7 +67,9 @@ for f in "$MODEL" "$COCO/test_coco.json" "$DETS"; do
 done
 [ -x "$PY" ] || die "no x86 python at $PY: run make (it builds .venv) or set EDGE_POSE_PYTHON"
 case $CPU in
-  cortex-a76) MIDR=(0x41 0x4 0xd0b 1); FEATURES="fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp" ;;
+  cortex-a76) MIDR=(0x41 0x4 0xd0b 1)  # implementer, variant, part, revision: as a Pi 5's kernel reports them
+              FEATURES="fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop"
+              FEATURES+=" asimddp" ;;
   cortex-a72) MIDR=(0x41 0x0 0xd08 3); FEATURES="fp asimd evtstrm crc32 cpuid" ;;
   *) die "EDGE_POSE_ARM64_CPU=$CPU: use cortex-a76 (Raspberry Pi 5's core) or cortex-a72 (Pi 4's)" ;;
 esac
@@ -96,13 +99,16 @@ mountpoint -q "$BINFMT" || mount -t binfmt_misc binfmt_misc "$BINFMT" || die "ca
 if [ ! -e "$BINFMT/qemu-aarch64" ]; then
   # binfmt-support could not (no systemd, say): register it ourselves. F opens the interpreter now, so it also
   # works inside the chroot without a copy there.
-  printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$QEMU"':F' \
-    >"$BINFMT/register" 2>/dev/null || die "the kernel refused to register qemu-aarch64 in $BINFMT/register"
+  magic='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'  # ELF64 LSB, EM_AARCH64
+  mask='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
+  printf '%s' ":qemu-aarch64:M::$magic:$mask:$QEMU:F" >"$BINFMT/register" 2>/dev/null ||
+    die "the kernel refused to register qemu-aarch64 in $BINFMT/register (see docs/devices.md)"
 fi
 grep -qx enabled "$BINFMT/qemu-aarch64" || echo 1 >"$BINFMT/qemu-aarch64" || die "cannot enable $BINFMT/qemu-aarch64"
-say "qemu-aarch64 registered ($(head -1 "$BINFMT/qemu-aarch64"), $(sed -n 's/^interpreter //p' "$BINFMT/qemu-aarch64")); emulating $CPU"
+say "qemu-aarch64 $(head -1 "$BINFMT/qemu-aarch64") ($(sed -n 's/^interpreter //p' "$BINFMT/qemu-aarch64"));" \
+    "emulating $CPU"
 
-# --- mounts: recorded, and undone on every exit ------------------------------------------------------------
+# --- mounts: recorded, and undone on every exit --------------------------------------------------------------
 MOUNTS=()
 CHILD=
 cleanup() {
@@ -138,7 +144,7 @@ safe_rm() {
   rm -rf --one-file-system "$1"
 }
 
-# --- the arm64 root (cached) -----------------------------------------------------------------------------------
+# --- the arm64 root (cached) ---------------------------------------------------------------------------------
 if [ -f "$ROOT/.edge-pose-root" ] && [ "$(cat "$ROOT/.edge-pose-root")" = "$ROOT_RECIPE" ]; then
   say "reusing the arm64 root $ROOT"
 else
@@ -166,8 +172,9 @@ RUN=$WORK/run
 safe_rm "$RUN"
 mkdir -p "$RUN/x86" "$RUN/arm64"
 for ((i = 0; i < $(nproc); i++)); do
-  printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: %s\nCPU implementer\t: %s\nCPU architecture: 8\nCPU variant\t: %s\nCPU part\t: %s\nCPU revision\t: %s\n\n' \
-    "$i" "$FEATURES" "${MIDR[@]}"
+  printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: %s\nCPU implementer\t: %s\nCPU architecture: 8\n' \
+    "$i" "$FEATURES" "${MIDR[0]}"
+  printf 'CPU variant\t: %s\nCPU part\t: %s\nCPU revision\t: %s\n\n' "${MIDR[@]:1}"
 done >"$WORK/cpuinfo-$CPU"
 
 # the device install reaches PyPI through the host's network and trust store (which may hold a proxy's CA)
@@ -188,12 +195,13 @@ bind /dev "$ROOT/dev"
 bind "$SHARED" "$ROOT/mnt/shared" ro
 bind "$RUN" "$ROOT/mnt/work"
 
-# --- install edge-pose in the root as a device would ------------------------------------------------------------
+# --- install edge-pose in the root as a device would ---------------------------------------------------------
 # The source is copied (tracked and new files, as they are now): pip builds from it and must not write into the repo.
 SRC=$ROOT/opt/edge-pose/src
 rm -rf --one-file-system "$SRC" && mkdir -p "$SRC"
 if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
-  git -C "$REPO" ls-files -z --cached --others --exclude-standard | tar -C "$REPO" --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -C "$SRC" -xf -
+  git -C "$REPO" ls-files -z --cached --others --exclude-standard |
+    tar -C "$REPO" --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -C "$SRC" -xf -
 else
   tar -C "$REPO" --exclude=.venv --exclude=.git --exclude=build -cf - . | tar -C "$SRC" -xf -
 fi
@@ -210,7 +218,8 @@ for b in "${BUNDLES[@]}"; do
   [ -x "$ROOT$venv/bin/python" ] || inroot python3 -m venv "$venv"
   inroot "$venv/bin/pip" uninstall -q -y edge-pose >/dev/null 2>&1 || true  # same version: pip would keep the old
   run_logged "pip install -c constraints.txt '.[$extra]' (arm64, emulated)" "$WORK/pip-$extra.log" \
-    $EMU chroot "$ROOT" "${IN[@]}" /bin/sh -c "cd /opt/edge-pose/src && $venv/bin/pip install -c constraints.txt '.[$extra]'"
+    $EMU chroot "$ROOT" "${IN[@]}" /bin/sh -c \
+    "cd /opt/edge-pose/src && $venv/bin/pip install -c constraints.txt '.[$extra]'"
   echo "$SRC_HASH" >"$ROOT$venv/.edge-pose-src"
 done
 for b in "${BUNDLES[@]}"; do
@@ -220,7 +229,8 @@ for b in "${BUNDLES[@]}"; do
   if inroot "$venv/bin/python" -c "import tensorflow" 2>"$RUN/tf-$extra.err"; then
     die "venv-$extra imports tensorflow: the device install must not pull it in"
   fi
-  grep -q "No module named 'tensorflow'" "$RUN/tf-$extra.err" || die "venv-$extra: import tensorflow failed oddly: $(tail -1 "$RUN/tf-$extra.err")"
+  grep -q "No module named 'tensorflow'" "$RUN/tf-$extra.err" ||
+    die "venv-$extra: import tensorflow failed, but not for want of it: $(tail -1 "$RUN/tf-$extra.err")"
   inroot "$venv/bin/python" -c "
 import importlib.util, platform, sys
 heavy = [m for m in ('tensorflow', 'keras', 'nncf', 'onnx', 'onnxruntime', 'torch') if importlib.util.find_spec(m)]
@@ -230,7 +240,7 @@ print(f'venv-$extra: python {sys.version.split()[0]} on {platform.machine()}; im
 sys.exit(1 if heavy else 0)" | sed 's/^/arm64-check: /' || die "venv-$extra holds converter dependencies"
 done
 
-# --- convert on x86 (cached by the inputs that decide the bundles) -------------------------------------------------
+# --- convert on x86 (cached by the inputs that decide the bundles) -------------------------------------------
 KEY=$( { sha256sum "$MODEL" | cut -d' ' -f1; echo "${FACTS[*]} ${CALIB[*]}"
          cd "$REPO" && cat constraints.txt pyproject.toml
          find converters calibration edge_pose devices -name '*.py' -o -name '*.toml' | sort | xargs sha256sum; } |
@@ -252,7 +262,7 @@ else
 fi
 bind "$BUNDLE_DIR" "$ROOT/mnt/bundles" ro
 
-# --- predict on x86, then on arm64 ------------------------------------------------------------------------------------
+# --- predict on x86, then on arm64 ---------------------------------------------------------------------------
 for b in "${BUNDLES[@]}"; do
   read -r suffix _ _ <<<"$b"
   run_logged "edge-pose predict $NAME-$suffix (x86)" "$RUN/x86/predict-$suffix.log" \
@@ -260,7 +270,8 @@ for b in "${BUNDLES[@]}"; do
     "$BUNDLE_DIR/$NAME-$suffix" "$COCO" --boxes "$DETS" --out "$RUN/x86/$NAME-$suffix" --no-draw
 done
 say "edge-pose devices detect --explain (arm64, venv-openvino):"
-inroot /opt/edge-pose/venv-openvino/bin/edge-pose devices detect --explain 2>/dev/null | sed 's/^/  | /' | tee "$RUN/detect.txt"
+inroot /opt/edge-pose/venv-openvino/bin/edge-pose devices detect --explain 2>/dev/null | sed 's/^/  | /' |
+  tee "$RUN/detect.txt"
 grep -q "^  | generic-arm64:" "$RUN/detect.txt" || die "the arm64 root was not detected as generic-arm64 (see above)"
 say "NOTE: the per-frame times predict prints under arm64 are qemu-emulated and mean nothing about a device"
 for b in "${BUNDLES[@]}"; do
@@ -269,11 +280,11 @@ for b in "${BUNDLES[@]}"; do
     $EMU chroot "$ROOT" "${IN[@]}" "/opt/edge-pose/venv-$extra/bin/edge-pose" predict "/mnt/bundles/$NAME-$suffix" \
     /mnt/shared/data/coco-mini --boxes /mnt/shared/data/coco-mini/test_coco_det_AP_H_56.json \
     --out "/mnt/work/arm64/$NAME-$suffix" --no-draw
-  say "  arm64 ran: $(PYTHONPATH="$REPO" "$PY" -c "import json,sys; r=json.load(open(sys.argv[1]))['runs']; r=r[0] if isinstance(r,list) else r; print({k: r.get(k) for k in ('backend','runtime','accelerator','delegate','inference_precision','threads') if r.get(k) is not None})" "$RUN/arm64/$NAME-$suffix/summary.json" 2>/dev/null || echo '?')"
 done
 
-# --- a short bench: proves bench runs there; its numbers are not device figures ----------------------------------------
-EMU_NOTE="EMULATED: qemu-user running a $CPU on an x86 host; these timings mean nothing about any device and must never be reported as device figures"
+# --- a short bench: proves bench runs there; its numbers are not device figures ------------------------------
+EMU_NOTE="EMULATED: qemu-user running a $CPU on an x86 host; these timings mean nothing about any device"
+EMU_NOTE+=" and must never be reported as device figures"
 say "edge-pose bench (arm64, 3 runs each). $EMU_NOTE"
 for b in "${BUNDLES[@]}"; do
   read -r suffix _ extra <<<"$b"
@@ -283,7 +294,7 @@ for b in "${BUNDLES[@]}"; do
 done
 say "$EMU_NOTE"
 
-# --- compare ---------------------------------------------------------------------------------------------------------------
+# --- compare -------------------------------------------------------------------------------------------------
 pairs=()
 for b in "${BUNDLES[@]}"; do
   read -r suffix precision _ <<<"$b"

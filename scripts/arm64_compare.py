@@ -2,19 +2,21 @@
 
     python scripts/arm64_compare.py NAME:PRECISION:X86_DIR:ARM_DIR ...
 
-Run with the repository on PYTHONPATH (OKS comes from calibration.fidelity). Each DIR holds predict's keypoints.json for the same images and boxes, so the results line up one to one (checked:
-same count, image ids and boxes). Per keypoint: the distance in image pixels between the two runs; per person: OKS
-of the arm64 keypoints against the x86 ones (COCO sigmas, box area as the scale), as convert's fidelity check
-defines agreement. Exit 0 when every bundle is within its precision's tolerance, 1 otherwise, 2 on unusable input.
+Run with the repository on PYTHONPATH (OKS comes from calibration.fidelity). Each DIR holds predict's
+keypoints.json for the same images and boxes, so the results line up one to one (checked: same count, image ids and
+boxes). Per keypoint: the distance in image pixels between the two runs; per person: OKS of the arm64 keypoints
+against the x86 ones (COCO sigmas, box area as the scale), as convert's fidelity check defines agreement. Exit 0
+when every bundle is within its precision's tolerance, 1 otherwise, 2 on unusable input.
 
 Tolerances (why these numbers):
 - fp32: the same float graph on two instruction sets differs only in summation order (~1e-6 relative in the
   heatmaps), which moves a decoded keypoint by far less than predict's 0.001 px rounding; a near-tie between two
   heatmap cells can still flip argmax or the quarter-offset direction, so a few joints may move by a heatmap-pixel
   fraction. Bar: mean < 0.005 px, at least 99% of joints within 0.01 px, OKS agreement > 0.999.
-- int8: XNNPACK's int8 kernels requantize differently on NEON and on x86 (rounding of the fp32 rescale), so an
-  activation may differ by one quantization step; through 10+ layers that shifts heatmap peaks now and then.
-  Bar: mean < 0.5 px and OKS agreement > 0.99 (convert's own int8 bar against the float source is 0.95).
+- int8: XNNPACK picks micro-kernels per CPU (NEON, dot-product, i8mm; AVX2, AVX512-VNNI) and nothing here relies on
+  identical bits across them; int8 heatmaps have plateaus where one quantization step moves the argmax. Measured on
+  an emulated Cortex-A76: bit-identical heatmaps. Bar: mean < 0.5 px, >= 90% of joints within 1 px and OKS agreement
+  > 0.99 (convert's int8 bar against the float source is 0.95).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-# precision -> (max mean px, share of joints within `px`, px, min mean OKS agreement)
+# precision -> mean distance below mean_px, at least within_share of joints within within_px, mean OKS above oks
 TOLERANCE = {
     "fp32": {"mean_px": 0.005, "within_share": 0.99, "within_px": 0.01, "oks": 0.999},
     "fp16": {"mean_px": 0.1, "within_share": 0.95, "within_px": 0.5, "oks": 0.995},
@@ -59,6 +61,16 @@ def _arrays(results: list[dict], path: Path) -> tuple[np.ndarray, np.ndarray, np
     return kp[..., :2], kp[..., 2], boxes
 
 
+def ran(directory: Path) -> str:
+    """What predict says ran (backend, runtime, delegate or device, inference precision, threads)."""
+    try:
+        runs = json.loads((directory / "summary.json").read_text()).get("runs") or {}
+    except (OSError, ValueError, AttributeError):
+        return "?"
+    keys = ("runtime", "accelerator", "delegate", "inference_precision", "threads")
+    return " ".join(f"{k}={runs[k]}" for k in keys if isinstance(runs, dict) and runs.get(k) is not None)
+
+
 def compare(x86_dir: Path, arm_dir: Path, precision: str) -> dict:
     x86, arm = _load(x86_dir), _load(arm_dir)
     if len(x86) != len(arm):
@@ -82,7 +94,8 @@ def compare(x86_dir: Path, arm_dir: Path, precision: str) -> dict:
            "p99_px": float(np.percentile(dist, 99)), "max_px": float(dist.max()),
            "within": float((dist <= tol["within_px"]).mean()), "within_px": tol["within_px"],
            "identical": float((dist == 0).mean()), "oks_mean": float(per_person.mean()),
-           "oks_min": float(per_person.min()), "score_max_diff": float(np.abs(sa - sx).max()), "tolerance": tol}
+           "oks_min": float(per_person.min()), "score_max_diff": float(np.abs(sa - sx).max()), "tolerance": tol,
+           "ran": f"x86: {ran(x86_dir)}; arm64: {ran(arm_dir)}"}
     row["passed"] = bool(row["mean_px"] < tol["mean_px"] and row["within"] >= tol["within_share"]
                          and row["oks_mean"] > tol["oks"])
     return row
@@ -111,6 +124,8 @@ def main(argv: list[str]) -> int:
               f"{r['p99_px']:>7.3f} {r['max_px']:>7.3f} {within:>12} {r['oks_mean']:>8.5f} {r['oks_min']:>8.5f} "
               f"{r['score_max_diff']:>7.3f}  <{t['mean_px']:g}, >={t['within_share']:.0%}, >{t['oks']:g} ({precision})"
               f"{'':>4}{'PASS' if r['passed'] else 'FAIL'}")
+    for name, _, r in rows:
+        print(f"{name}: {r['ran']}")
     ok = all(r["passed"] for _, _, r in rows)
     print(f"arm64-check: {'PASS' if ok else 'FAIL'}: arm64 keypoints {'agree' if ok else 'do not agree'} with x86 "
           f"within each precision's tolerance ({len(rows)} bundles)")
