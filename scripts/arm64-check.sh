@@ -78,6 +78,8 @@ for d in "$ROOT" "$WORK"; do
   case $d in /*/*) ;; *) die "$d is too close to / to be a cache folder this script may delete" ;; esac
 done
 mkdir -p "$(dirname "$ROOT")" "$WORK"
+# the top-level packages (what pyproject's packages.find includes): their sources decide the venvs and the bundles
+mapfile -t PACKAGES < <(cd "$REPO" && for d in */__init__.py; do dirname "$d"; done)
 exec 9>"$ROOT.lock"
 flock -n 9 || die "another arm64-check holds $ROOT.lock"
 
@@ -206,8 +208,8 @@ else
   tar -C "$REPO" --exclude=.venv --exclude=.git --exclude=build -cf - . | tar -C "$SRC" -xf -
 fi
 # what pip installs (scripts, tests and docs do not reach a device)
-SRC_HASH=$(cd "$SRC" && find pyproject.toml constraints.txt README.md edge_pose converters devices calibration -type f \
-           -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+SRC_HASH=$(cd "$SRC" && find pyproject.toml constraints.txt README.md "${PACKAGES[@]}" -type f -print0 | sort -z |
+           xargs -0 sha256sum | sha256sum | cut -c1-16)
 for b in "${BUNDLES[@]}"; do
   read -r _ _ extra <<<"$b"
   venv=/opt/edge-pose/venv-$extra
@@ -243,7 +245,7 @@ done
 # --- convert on x86 (cached by the inputs that decide the bundles) -------------------------------------------
 KEY=$( { sha256sum "$MODEL" | cut -d' ' -f1; echo "${FACTS[*]} ${CALIB[*]}"
          cd "$REPO" && cat constraints.txt pyproject.toml
-         find converters calibration edge_pose devices -name '*.py' -o -name '*.toml' | sort | xargs sha256sum; } |
+         find "${PACKAGES[@]}" -type f \( -name '*.py' -o -name '*.toml' \) | sort | xargs sha256sum; } |
        sha256sum | cut -c1-16)
 BUNDLE_DIR=$WORK/bundles/$KEY
 if [ -f "$BUNDLE_DIR/.complete" ]; then

@@ -67,7 +67,7 @@ def ran(directory: Path) -> str:
         runs = json.loads((directory / "summary.json").read_text()).get("runs") or {}
     except (OSError, ValueError, AttributeError):
         return "?"
-    keys = ("runtime", "accelerator", "delegate", "inference_precision", "threads")
+    keys = ("runtime", "accelerator", "delegate", "execution_precision", "inference_precision", "threads")
     return " ".join(f"{k}={runs[k]}" for k in keys if isinstance(runs, dict) and runs.get(k) is not None)
 
 
