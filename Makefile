@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := litert,openvino,onnxruntime,convert,serve,bench,dev
 
-.PHONY: demo test test-fast system-deps bench clean
+.PHONY: demo test test-fast system-deps bench arm64-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)  # the timing benchmarks; shared_fidelity.py (~10 min) and zoo_matrix.py (~1 h) are run by hand
 	for b in decode overhead precision; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+
+# Not part of `make test`: the on-device install on arm64 under qemu-user (root; minutes). See docs/devices.md.
+arm64-check: $(STAMP)
+	EDGE_POSE_PYTHON=$(BIN)/python bash scripts/arm64-check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
