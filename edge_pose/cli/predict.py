@@ -75,6 +75,9 @@ def run(args) -> int:
     first = read_image(src) if kind == "image" else None  # a bad input fails before the model loads
     total = 1 if kind == "image" else len(list_images(src)) if kind == "dir" else (reader.frames or None)
     _check_padding(args.padding)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before the model loads, as every bad argument
+        raise MediaError(f"--out {out}: is a file; predict writes a directory (keypoints.json, drawn images)")
     gt = CocoBoxes(args.gt) if args.gt else None
     from edge_pose.cli import selection
 
@@ -95,9 +98,6 @@ def run(args) -> int:
     names, skeleton = est.keypoints.names, est.keypoints.skeleton
     pairs = joint_map(names)
     gt_people = _gt_keypoints(args.gt) if args.gt else {}
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise MediaError(f"--out {out}: is a file; predict writes a directory (keypoints.json, drawn images)")
     out.mkdir(parents=True, exist_ok=True)
     video = VideoWriter(out / f"{src.stem}.mp4", reader.fps) if reader is not None and not args.no_draw else None
     progress = _Progress(total, "frames" if kind == "video" else "images")
