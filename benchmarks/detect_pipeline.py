@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,20 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-MINI = SHARED / "data" / "coco-mini"
+from shared_material import MINI, ROOT, SB, SHARED  # noqa: E402 - beside this script
+from shared_material import convert_once as _convert  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "out" / "detect_pipeline"
-SB = ["--color", "rgb", "--mean", "123.675,116.28,103.53", "--std", "58.395,57.12,57.375", "--keypoints", "coco17"]
-
-
-def _convert(args: list[str], out: Path) -> Path:
-    if out.is_dir() and any(out.iterdir()):
-        return out
-    cmd = [str(ROOT / ".venv/bin/edge-pose"), "convert", *args, "--out", str(out)]
-    print("$", " ".join(cmd), file=sys.stderr, flush=True)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return out
 
 
 def make_video(path: Path, hold: int, size=(480, 640)) -> Path:
