@@ -33,7 +33,7 @@ class Person:
         self.score = float(self.box_score * (good.mean() if good.size else 0.0))
 
 
-def _boxes_array(boxes, image_shape) -> np.ndarray:
+def boxes_array(boxes, image_shape) -> np.ndarray:
     """None -> the whole frame; [N, 4] xywh or [N, 5] xywh + score -> float32 [N, 5]."""
     if boxes is None:
         h, w = image_shape[:2]
@@ -127,14 +127,25 @@ class PoseEstimator:
         x = to_model_input(crops_bgr, spec)
         x_flipped = to_model_input(crops_bgr[:, :, ::-1], spec) if self.flip else None
         t1 = time.perf_counter()
-        hm = self.session.infer(x)
-        if x_flipped is not None:
-            back = self.session.infer(x_flipped)
-            hm = fuse_flip(hm, back, self.keypoints.flip_indices, shift=DECODERS[self.method].flip_shift)
+        hm = self.infer_inputs(x, x_flipped)
         if timings is not None:
             timings["crop"] = timings.get("crop", 0.0) + (t1 - t0)
             timings["infer"] = time.perf_counter() - t1
         return hm
+
+    def infer_inputs(self, x: np.ndarray, x_flipped: np.ndarray | None = None) -> np.ndarray:
+        """Model-ready inputs (and their mirror images for the flip test) -> heatmaps, flip-test fused."""
+        hm = self.session.infer(x)
+        if x_flipped is not None:
+            back = self.session.infer(x_flipped)
+            hm = fuse_flip(hm, back, self.keypoints.flip_indices, shift=DECODERS[self.method].flip_shift)
+        return hm
+
+    def people_from_heatmaps(self, hm: np.ndarray, boxes: np.ndarray, centers, scales, inverse=None) -> list[Person]:
+        """Heatmaps of the crops of `boxes` [N, 5] -> people in image pixels (decode, then back-projection)."""
+        kp, scores = decode_heatmaps(hm, self.method, self.input_size, self.blur_kernel, layout="NCHW")
+        kp_img = crop_to_image(kp, centers, scales, self.input_size, inverse=inverse)
+        return [Person(kp_img[i], scores[i], boxes[i, :4].copy(), float(boxes[i, 4])) for i in range(len(boxes))]
 
     def _keypoints(self, crops_bgr: np.ndarray, timings: dict) -> tuple[np.ndarray, np.ndarray]:
         hm = self.heatmaps(crops_bgr, timings)
@@ -183,17 +194,16 @@ class PoseEstimator:
         if boxes is None and self.detector is not None:
             boxes = self.detector.detect(image_bgr)
             timings["detect"] = time.perf_counter() - t0
-        arr = _boxes_array(boxes, getattr(image_bgr, "shape", (0, 0)))
+        arr = boxes_array(boxes, getattr(image_bgr, "shape", (0, 0)))
         t_crop = time.perf_counter()
         crops = crop_people(image_bgr, arr[:, :4], self.input_size, self.padding)
         timings["crop"] = time.perf_counter() - t_crop
         people = []
         if len(arr):
-            kp, scores = self._keypoints(crops.images, timings)
+            hm = self.heatmaps(crops.images, timings)
             t1 = time.perf_counter()
-            kp_img = crop_to_image(kp, crops.centers, crops.scales, self.input_size)
-            people = [Person(kp_img[i], scores[i], arr[i, :4].copy(), float(arr[i, 4])) for i in range(len(arr))]
-            timings["decode"] += time.perf_counter() - t1
+            people = self.people_from_heatmaps(hm, arr, crops.centers, crops.scales)
+            timings["decode"] = time.perf_counter() - t1
         timings["people"] = len(people)
         timings["total"] = time.perf_counter() - t0
         return people

@@ -29,12 +29,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from edge_pose.decode import decode_heatmaps, fuse_flip
 from edge_pose.errors import EdgePoseError
-from edge_pose.estimator import Person, _boxes_array
+from edge_pose.estimator import boxes_array
 from edge_pose.media import MediaError, check_video_size, kind_of, read_image
-from edge_pose.preprocess import crop_people, crop_to_image, input_tables, to_model_input, warp_matrices
-from registry import DECODERS
+from edge_pose.preprocess import crop_people, input_tables, to_model_input, warp_matrices
 
 POLL_S = 0.05  # how often a blocked stage looks at the stop flag
 JOIN_S = 5.0  # a stage that does not end within this after close() is reported, not waited for forever
@@ -315,10 +313,10 @@ class PoseStream:
                         with self._det_lock:
                             item.detected = self.est.detector.detect(image)
                         item.timings["detect"] = time.perf_counter() - t0
-                        item.boxes = _boxes_array(item.detected, image.shape)
+                        item.boxes = boxes_array(item.detected, image.shape)
                 else:
                     found = self._box_fn(image, index) if self._box_fn is not None else None
-                    item.boxes = _boxes_array(found, image.shape)
+                    item.boxes = boxes_array(found, image.shape)
                     item.timings["boxes"] = time.perf_counter() - t0
                 if item.boxes is not None:
                     t1 = time.perf_counter()
@@ -416,7 +414,7 @@ class PoseStream:
             elif item.detected is None:  # nobody was carried: detected now, in this thread
                 timings["detect"] = timings["caller_detect"] = self._prefetched.spent
             if item.boxes is None:
-                boxes = _boxes_array(found, image.shape)
+                boxes = boxes_array(found, image.shape)
                 t1 = time.perf_counter()
                 buffers = self._carried_inputs
                 centers, scales, inverse = buffers.fill(image, boxes, self.est.input_size, self.est.padding)
@@ -433,19 +431,14 @@ class PoseStream:
         return people
 
     def _infer(self, buffers: _InputBuffers, boxes, centers, scales, inverse, timings) -> list:
-        """As PoseEstimator.heatmaps + _keypoints + predict's back-projection, on tensors prepared ahead."""
+        """PoseEstimator's own inference and decode, on tensors prepared ahead."""
         est, n = self.est, len(boxes)
         if not n:
             return []
         t0 = time.perf_counter()
-        hm = est.session.infer(buffers.x[:n])
-        if est.flip:
-            back = est.session.infer(buffers.x_flipped[:n])
-            hm = fuse_flip(hm, back, est.keypoints.flip_indices, shift=DECODERS[est.method].flip_shift)
+        hm = est.infer_inputs(buffers.x[:n], buffers.x_flipped[:n] if est.flip else None)
         t1 = time.perf_counter()
-        kp, scores = decode_heatmaps(hm, est.method, est.input_size, est.blur_kernel, layout="NCHW")
-        kp_img = crop_to_image(kp, centers, scales, est.input_size, inverse=inverse)
-        people = [Person(kp_img[i], scores[i], boxes[i, :4].copy(), float(boxes[i, 4])) for i in range(n)]
+        people = est.people_from_heatmaps(hm, boxes, centers, scales, inverse=inverse)
         timings["infer"] = t1 - t0
         timings["decode"] = time.perf_counter() - t1
         return people
