@@ -303,13 +303,18 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
         raise BundleError(f"{mpath}: unreadable manifest ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(data, dict):
         raise BundleError(f"{mpath}: manifest is not a JSON object")
-    manifest = Manifest.from_json(data, where=str(mpath))
+    bundle = Bundle(path, Manifest.from_json(data, where=str(mpath)))
     if verify:
-        for name, digest in manifest.files.items():
-            fpath = _inside(path, name)
-            if sha256_file(fpath) != digest:
-                raise BundleError(f"{fpath}: sha256 does not match the manifest (corrupt or replaced file)")
-    return Bundle(path, manifest)
+        verify_files(bundle)
+    return bundle
+
+
+def verify_files(bundle: Bundle) -> None:
+    """Every file the manifest lists is the bundle's own and matches its sha256 (BundleError otherwise)."""
+    for name, digest in bundle.manifest.files.items():
+        fpath = _inside(bundle.path, name)
+        if sha256_file(fpath) != digest:
+            raise BundleError(f"{fpath}: sha256 does not match the manifest (corrupt or replaced file)")
 
 
 def _finite(value):
@@ -367,13 +372,15 @@ def resolve_bundles(path: str | os.PathLike | Bundle | list, task: str | None = 
         raise BundleError(f"{path}: no such bundle or directory")
     good, refused = [], []
     for sub in sorted(p for p in path.iterdir() if p.is_dir() and is_bundle(p)):
-        try:
-            bundle = load_bundle(sub)
+        try:  # the manifest first: a bundle of another task is left out without hashing its files
+            bundle = load_bundle(sub, verify=False)
+            if task is not None and bundle.manifest.task != task:
+                continue
+            verify_files(bundle)
         except BundleError as exc:
             refused.append(Refused(sub, str(exc)))
             continue
-        if task is None or bundle.manifest.task == task:
-            good.append(bundle)
+        good.append(bundle)
     if not good:
         if refused:
             raise BundleError(refused[0].reason if len(refused) == 1 else
