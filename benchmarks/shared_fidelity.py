@@ -1,4 +1,4 @@
-"""Fidelity and latency of the two shared real models at every precision: the figures issue #4 asks to quote.
+"""Fidelity and latency of the two shared real models at every precision: the figures docs/convert.md quotes.
 
 Each model goes through `edge-pose convert` to every TFLite and OpenVINO precision, calibrated on coco-mini's
 detector boxes and judged on its ground-truth crops (never used for calibration); an int8 the guard cannot rescue

@@ -1,7 +1,7 @@
 """The fidelity guard: an int8 bundle that misses the thresholds is rebuilt with the known mitigations, cheapest
 first, and the first that passes is kept (it keeps the most of the model in int8, so it is the fastest passing one).
 
-Mitigations (issue #4): TFLite - per-channel weights (the default), then the head, the first conv, the sigmoid
+Mitigations: TFLite - per-channel weights (the default), then the head, the first conv, the sigmoid
 gates kept in float, then the refinement stages of a multi-stage model and the depthwise convs, then 16x8;
 OpenVINO - NNCF ignored scopes (last conv, the multi-stage heatmap path, sigmoid gates, first conv), the MIXED preset
 and min-max activation ranges, then the refinement stages and the depthwise convs in float. Where a frozen graph

@@ -52,7 +52,7 @@ class ZooEntry:
 
 def _litehrnet(depth: int):
     def build(input_size, num_keypoints, for_format=None):
-        from converters.models.litehrnet import build_litehrnet  # H1's module; imported only when asked for
+        from converters.models.litehrnet import build_litehrnet  # TensorFlow comes with it: only when asked for
 
         return build_litehrnet(depth, input_size=input_size, num_keypoints=num_keypoints,
                                for_format=for_format or "tflite")

@@ -358,7 +358,7 @@ def _stop_timeout() -> None:
 
 
 def open_estimator(model_cfg):
-    """The real pose estimator (H3's PoseEstimator) with the configured device/backend/threads."""
+    """The pose estimator with the configured device, backend and threads (the daemon owns the boxes)."""
     from edge_pose import PoseEstimator
 
     options = {}
