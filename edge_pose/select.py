@@ -112,11 +112,6 @@ def gather_bundles(path, task: str = "pose") -> tuple[list[Bundle], list[Candida
     return resolved.bundles, refused
 
 
-def _accelerator_for(backend: str, accelerator: str) -> str | None:
-    """A requested accelerator in the backend's own spelling, or None when the backend has no such thing."""
-    return normalise_accelerator(backend, accelerator)
-
-
 def _from_preference(pref: Preference, bundle: Bundle | None, threads: int | None) -> Candidate:
     opts: dict[str, Any] = {}
     if pref.delegate:
@@ -191,7 +186,7 @@ def _requested(plan, backends, backend, accelerator, threads, delegate) -> list[
                 continue
             if delegate and not accelerator and not backend and name != "litert":
                 continue  # a delegate is a LiteRT thing
-            acc = _accelerator_for(name, accelerator) if accelerator else None
+            acc = normalise_accelerator(name, accelerator) if accelerator else None
             if accelerator and acc is None:
                 continue  # e.g. NPU asked: litert has none, so the request means OpenVINO only
             if acc is None:

@@ -40,13 +40,9 @@ def calibration_inputs(images_bgr: Iterable[np.ndarray], spec: dict, flips: bool
 
 
 def _check_calib(calib, cut: SsdCut, where: str) -> np.ndarray:
-    if calib is None or len(calib) == 0:
-        raise ConversionError(f"{where}: int8 needs calibration frames (see calibration_inputs)")
-    calib = np.asarray(calib, np.float32)
-    if tuple(calib.shape[1:]) != tuple(cut.input_shape[1:]):
-        raise ConversionError(f"{where}: calibration inputs have shape {list(calib.shape)}, the model takes "
-                              f"(N, {', '.join(map(str, cut.input_shape[1:]))})")
-    return calib
+    from converters.export.tflite import check_calibration
+
+    return check_calibration(calib, cut.input_shape, where, "int8 needs calibration frames (see calibration_inputs)")
 
 
 def _output_names(info, cut: SsdCut, where: str) -> dict[str, str]:

@@ -126,6 +126,17 @@ def convert_bytes(converter, where: str) -> bytes:
         raise err from None
 
 
+def check_calibration(calib_inputs, input_shape, where: str, missing: str) -> np.ndarray:
+    """Calibration inputs as float32 of the model's input shape (any N), or one line saying what is wrong."""
+    if calib_inputs is None or len(calib_inputs) == 0:
+        raise ConversionError(f"{where}: {missing}")
+    calib = np.asarray(calib_inputs, np.float32)
+    if tuple(calib.shape[1:]) != tuple(input_shape[1:]):
+        raise ConversionError(f"{where}: calibration inputs have shape {list(calib.shape)}, the model takes "
+                              f"(N, {', '.join(map(str, input_shape[1:]))})")
+    return calib
+
+
 def write_atomic(data: bytes, out_file: Path) -> None:
     """Write bytes so that a failure never leaves a half-written model file."""
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -196,12 +207,8 @@ def export_tflite(source, precision: str, out_file, calib_inputs=None, io_dtype:
         raise ConversionError(f"{where}: float_ops (selective quantisation) applies to int8 only")
     calib = None
     if precision in NEEDS_CALIBRATION:
-        if calib_inputs is None or len(calib_inputs) == 0:
-            raise ConversionError(f"{where}: needs calibration inputs (real crops, e.g. --calib DATA)")
-        calib = np.asarray(calib_inputs, np.float32)
-        if tuple(calib.shape[1:]) != tuple(source.input_shape[1:]):
-            raise ConversionError(f"{where}: calibration inputs have shape {list(calib.shape)}, the model takes "
-                                  f"(N, {', '.join(map(str, source.input_shape[1:]))})")
+        calib = check_calibration(calib_inputs, source.input_shape, where,
+                                  "needs calibration inputs (real crops, e.g. --calib DATA)")
     start = time.time()
     road = _road(source, calib)
     if calib is not None:
