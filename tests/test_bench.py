@@ -117,7 +117,7 @@ def test_report_rejects_foreign_json_in_one_line(tmp_path):
 def test_bench_pipeline_times_each_stage_streamed_and_serial(cpm_bundle, tmp_path):
     image = coco_mini() / "000000000785.jpg"
     out = tmp_path / "p.json"
-    proc = subprocess.run(CLI + ["bench", str(cpm_bundle.path), "--runs", "3", "--warmup", "0",
+    proc = subprocess.run(CLI + ["bench", str(cpm_bundle.path), "--runs", "12", "--warmup", "0",
                                  "--pipeline", str(image), "--pipeline-mode", "both", "--json", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -129,7 +129,9 @@ def test_bench_pipeline_times_each_stage_streamed_and_serial(cpm_bundle, tmp_pat
                                           "other", "total"}
         assert set(p["stage_mean_ms"]) == set(p["stage_p50_ms"])
         assert p["stage_p50_ms"]["infer"] > 0 and p["stage_p50_ms"]["read"] > 0 and p["fps"] > 0
-        assert p["people_per_frame"] == 1 and p["frames"] == 3
+        assert p["people_per_frame"] == 1 and p["frames"] == 12
         assert p["inference_fps"] > 0 and p["inference_bound_fps"] == p["inference_fps"]  # no flip test here
+        # inference alone is timed in blocks alternating with the pipeline's: 12 frames = a block of 10, one of 2
+        assert len(p["block_ratios"]) == 2 and "12 bare runtime calls" in p["inference_timing"]
         assert p["ratio_to_inference"] == pytest.approx(p["fps"] / p["inference_bound_fps"])
     assert "e2e/inference" in proc.stdout and "(stream, boxes frame)" in proc.stdout

@@ -71,13 +71,28 @@ def _streamed(est, frames, box_fn, detect_every: int, runs: int, progress):
                 break
 
 
+BLOCK = 10  # frames per pipeline block; each is followed by as many pure inferences on the same session
+
+
+def _pure_block(est, x: np.ndarray, n: int) -> float:
+    """Seconds for n runtime calls on one model-ready input: the rate inference alone allows, timed now."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        est.session.infer(x)
+    return time.perf_counter() - t0
+
+
 def time_pipeline(variant, input_path: str, runs: int, boxes: str = "frame", detector=None, detect_every: int = 1,
                   progress=None, mode: str = "stream") -> dict:
     """Per-stage p50 (ms) and end-to-end FPS for one loaded variant, over `runs` frames after one warm-up frame,
-    beside the pure inference FPS the variant was measured at (its interleaved timed inferences).
+    beside the pure inference FPS of the same session timed in blocks that alternate with the pipeline's.
 
-    boxes: "frame", "hog" or a COCO file (edge_pose.boxes), or "detector" with `detector` (a Detector) run every
-    `detect_every` frames, boxes carried from the last keypoints in between. mode: "stream" or "serial"."""
+    Blocks of BLOCK frames alternate with BLOCK bare runtime calls on one fixed input, so that drift (another
+    process, the clock) hits both sides alike; during a bare block the stream's threads have filled their bounded
+    queues and wait, so inference alone runs without them. boxes: "frame", "hog" or a COCO file (edge_pose.boxes),
+    or "detector" with `detector` (a Detector) run every `detect_every` frames, boxes carried from the last
+    keypoints in between. mode: "stream" or "serial"."""
+    from edge_pose.bench.runner import sample_input
     from edge_pose.estimator import PoseEstimator
     from edge_pose.stream import open_frames
 
@@ -93,10 +108,14 @@ def time_pipeline(variant, input_path: str, runs: int, boxes: str = "frame", det
                         accelerator=chosen.accelerator, allow_degraded=True,
                         detector=detector if boxes == "detector" else None)
     box_fn = None if boxes == "detector" else _box_function(boxes, path.name)
+    x = sample_input(variant.bundle)
+    est.session.infer(x)
     frames = open_frames(path, loop=True)
     run = _streamed if mode == "stream" else _serial
     stages = {k: [] for k in STAGES}
     people = detections = 0
+    pure_s, pure_n, block_ratios, block_s, block_people = 0.0, 0, [], 0.0, 0
+    flip = 2 if est.flip else 1
     try:
         for i, (found, t) in enumerate(run(est, frames, box_fn, detect_every, runs, progress)):
             if i == 0:
@@ -112,14 +131,23 @@ def time_pipeline(variant, input_path: str, runs: int, boxes: str = "frame", det
                 stages[k].append(t.get(k, 0.0))
             stages["other"].append(max(0.0, t["interval"] - counted))
             stages["total"].append(t["interval"])
+            block_s += t["interval"]
+            block_people += len(found)
+            if i % BLOCK == 0 or i == runs:
+                n = i - (i - 1) // BLOCK * BLOCK
+                bare = _pure_block(est, x, n)
+                pure_s, pure_n = pure_s + bare, pure_n + n
+                # this block's e2e rate over the rate its inferences alone allow (one per person, two with flip)
+                block_ratios.append((bare / n) * max(block_people / n * flip, 1.0) / (block_s / n))
+                block_s, block_people = 0.0, 0  # (a stream's interval leaves out the time spent here)
     finally:
         if mode == "serial":
             frames.close()
     fps = 1.0 / float(np.mean(stages["total"]))
     per_frame = people / runs
-    inference_fps = 1.0 / float(np.mean(variant.times)) if variant.times else None
+    inference_fps = pure_n / pure_s if pure_s > 0 else None
     # the frame rate inference alone would allow: one inference per person (two with the flip test)
-    bound = inference_fps / max(per_frame * (2 if est.flip else 1), 1.0) if inference_fps else None
+    bound = inference_fps / max(per_frame * flip, 1.0) if inference_fps else None
     read_fps = 1.0 / float(np.mean(stages["read"])) if np.mean(stages["read"]) > 0 else None
     return {"label": variant.label, "input": str(path), "mode": mode, "frames": runs, "boxes": boxes,
             "detect_every": detect_every, "detections": detections, "people_per_frame": per_frame,
@@ -127,7 +155,11 @@ def time_pipeline(variant, input_path: str, runs: int, boxes: str = "frame", det
             # a stage that runs on some frames only (detect every N, carry) has a p50 of 0: its mean says its cost
             "stage_mean_ms": {k: float(np.mean(v) * 1e3) for k, v in stages.items()},
             "fps": fps, "inference_fps": inference_fps, "inference_bound_fps": bound,
-            "ratio_to_inference": fps / bound if bound else None, "read_fps": read_fps,
+            "inference_timing": f"{pure_n} bare runtime calls in blocks of {BLOCK} alternating with the pipeline's "
+                                "frames, same session and threads",
+            "ratio_to_inference": fps / bound if bound else None,
+            "block_ratios": [float(r) for r in block_ratios],
+            "read_fps": read_fps,
             # of the main thread's time, the share inside the runtime: near 1 streamed, the runtime never waits
             "infer_share": float(np.sum(stages["infer"]) / np.sum(stages["total"])),
             "bound_by": "read" if read_fps and bound and read_fps < bound else "inference"}

@@ -178,6 +178,9 @@ def _pipeline_line(p: dict) -> str:
     if p.get("inference_bound_fps"):
         line += (f"; pure inference {p['inference_fps']:.1f} FPS -> {p['inference_bound_fps']:.1f} frames/s at "
                  f"this many people, e2e/inference {p['ratio_to_inference']:.2f}x")
+        if p.get("block_ratios"):
+            lo, hi = min(p["block_ratios"]), max(p["block_ratios"])
+            line += f" (blocks {lo:.2f}-{hi:.2f}x; inference timed in blocks alternating with the pipeline's)"
     if p.get("infer_share") is not None:
         line += f"; {p['infer_share']:.0%} of the time in inference"
     if p.get("read_fps"):
