@@ -85,8 +85,9 @@ def _manifest(ready: ReadyModel, device, evaluation: dict, seed: int) -> Manifes
                     "export_notes": list(ready.notes)})
 
 
-def _judge(staged, ready: ReadyModel, reference, eval_set, thresholds: Thresholds, allow_degraded: bool, log):
-    """(fidelity section, figures, outcome) of the staged bundle: against the reference, or unjudged."""
+def _judge(staged, ready: ReadyModel, reference, source, eval_set, thresholds: Thresholds, allow_degraded: bool,
+           log):
+    """(fidelity section, figures, outcome) of the staged bundle: against the reference source, or unjudged."""
     fmt, precision = ready.format, ready.precision
     log(f"[3/3] {fmt}/{precision}: running the packaged file through the runtime on {len(eval_set)} crops")
     cand, _ = candidate_heatmaps(staged.path, eval_set, fmt)
@@ -94,7 +95,7 @@ def _judge(staged, ready: ReadyModel, reference, eval_set, thresholds: Threshold
     if cand.shape != want or not np.isfinite(cand).all():
         raise ConversionError(f"{ready.path}: the runtime gives heatmaps of shape {list(cand.shape)} "
                               f"({'finite' if np.isfinite(cand).all() else 'not finite'}), expected {list(want)}")
-    if reference is None:
+    if source is None:
         figures: dict[str, Any] = {"crops": len(eval_set)}
         attempt = Attempt(Mitigation(UNJUDGED), figures=figures)
         section = {"judged": False, "passed": None, "degraded": False, "reference": None,
@@ -106,8 +107,6 @@ def _judge(staged, ready: ReadyModel, reference, eval_set, thresholds: Threshold
         return section, figures, GuardOutcome(attempt, [attempt], degraded=False)
     from calibration.inference import heatmaps_on
 
-    log(f"  reference: {reference}")
-    source = _reference(reference, ready)
     ref = heatmaps_on(source.run, source.input, eval_set, batch=8, desc="reference (source)")
     if ref.shape != cand.shape:
         raise ConversionError(f"{reference}: heatmaps {list(ref.shape[1:])} do not match the packaged file's "
@@ -143,6 +142,10 @@ def package_pose(model_path, out_dir, *, checkpoint=None, device: str | None = N
     log(f"[1/3] reading {model_path} (packaged as is, not converted)")
     ready = read_ready(model_path, **{k: v for k, v in (facts or {}).items() if v is not None})
     _check_targets(ready, formats, precisions)
+    source = None
+    if reference is not None:  # before any work: a reference that cannot be read is one line now
+        log(f"  reference: {reference}")
+        source = _reference(reference, ready)
     log(f"  {ready.format}/{ready.precision}: {ready.input.name} {ready.input.layout} {ready.input.size} -> "
         f"{ready.output.name} {ready.output.layout} {ready.output.size}, {len(ready.keypoints.names)} keypoints")
     # nothing is calibrated: every crop of --calib (or --eval) serves to run, and judge, the file
@@ -153,7 +156,7 @@ def package_pose(model_path, out_dir, *, checkpoint=None, device: str | None = N
     work = Path(tempfile.mkdtemp(prefix="edge-pose-package-"))
     try:
         staged = write_bundle(work / "bundle", _manifest(ready, device, eval_set.describe(), seed), ready.files)
-        section, figures, outcome = _judge(staged, ready, reference, eval_set, thresholds or Thresholds(),
+        section, figures, outcome = _judge(staged, ready, reference, source, eval_set, thresholds or Thresholds(),
                                            allow_degraded, log)
         manifest = staged.manifest
         manifest.fidelity = section

@@ -124,3 +124,12 @@ def test_another_precision_or_format_is_refused_in_one_line(tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode == 2 and "--format openvino" in last and "--precision int8" in last
     assert "packaged as it is" in last and not (tmp_path / "b").exists()
+
+
+def test_a_reference_is_for_ready_files_only():
+    from converters.errors import SourceError
+    from converters.package_ready import reference_option
+
+    assert reference_option("m.tflite", "m.pb") == {"reference": "m.pb"} and reference_option("m.pb", None) == {}
+    with pytest.raises(SourceError, match="--reference judges a ready .tflite or .xml"):
+        reference_option("m.pb", "other.pb")
