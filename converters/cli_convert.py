@@ -22,7 +22,9 @@ EPILOG = """exit status:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("source", help="zoo name (litehrnet-18, ...) or model file (.onnx, .pb, .keras, SavedModel dir)")
+    p.add_argument("source", help="zoo name (litehrnet-18, ...) or model file (.onnx, .pb, .keras, SavedModel dir); "
+                                  "a ready .tflite or OpenVINO .xml is packaged as is, not converted")
+    p.add_argument("--reference", metavar="SOURCE", help="a ready .tflite/.xml: the source model to judge it against")
     p.add_argument("--checkpoint", metavar="PTH|coco",
                    help="mmpose checkpoint for a zoo model, or 'coco': the official COCO one, downloaded once into "
                         "~/.cache/edge-pose/checkpoints and verified (default: seeded, untrained)")
@@ -143,6 +145,7 @@ def _run(args) -> int:
         from calibration.fidelity import Thresholds, format_table
         from converters.convert import convert
         from converters.guard import GuardFailed
+        from converters.package_ready import is_ready_model, package_pose, reference_option
 
         facts = {"input_size": args.input_size, "layout": args.layout, "color": args.color,
                  "mean": args.mean, "std": args.std,
@@ -152,12 +155,14 @@ def _run(args) -> int:
                                 int8_ap_drop=args.max_ap_drop)
         try:  # converters print to stdout (onnx2tf, NNCF): keep stdout for our table / JSON
             with stdout_to_stderr():
-                done = convert(args.source, args.out, checkpoint=args.checkpoint, device=args.device,
+                done = (package_pose if is_ready_model(args.source) else convert)(
+                               args.source, args.out, checkpoint=args.checkpoint, device=args.device,
                                formats=args.formats, precisions=args.precisions, calib=args.calib,
                                images=args.images, boxes=args.boxes, detector=args.detector,
                                min_box_score=args.min_box_score, calib_size=args.calib_size,
                                eval_data=args.eval_data, eval_size=args.eval_size, facts=facts,
-                               thresholds=thresholds, allow_degraded=args.allow_degraded, seed=args.seed)
+                               thresholds=thresholds, allow_degraded=args.allow_degraded, seed=args.seed,
+                               **reference_option(args.source, args.reference))
         except GuardFailed as exc:
             rows = [{"bundle": a.mitigation.label, **(a.figures or {}), "passed": a.passed}
                     for a in exc.outcome.attempts]

@@ -119,6 +119,12 @@ class Manifest:
         return bool(self.fidelity.get("degraded")) if isinstance(self.fidelity, dict) else False
 
     @property
+    def judged(self) -> bool:
+        """Its fidelity was measured against a source; False for a ready file packaged as is and never compared
+        (its fidelity section says `judged: false`; bundles without that key were judged when converted)."""
+        return not isinstance(self.fidelity, dict) or self.fidelity.get("judged", True) is not False
+
+    @property
     def stride(self) -> float:
         return self.input.height / self.output.heatmap_height
 

@@ -7,7 +7,9 @@ because a delegate can load and still produce junk.
 
 Order: explicit requests first; then, when `edge-pose bench --record` measured these bundles on this device with
 these runtime versions, the measured candidates by their recorded p50; then the device profile's preferences.
-Bundles the guard kept as degraded are skipped unless allowed.
+Bundles the guard kept as degraded are skipped unless allowed. A ready file packaged as is and never judged against a
+source (`Manifest.judged` False) may run, after any judged bundle of the same format and precision, and its reason
+says so.
 """
 from __future__ import annotations
 
@@ -142,6 +144,7 @@ def build_plan(bundles: list[Bundle], profile: Profile, backend: str | None = No
     used: set[int] = set()
     for pref in profile.prefer:
         matching = [b for b in bundles if (b.manifest.format, b.manifest.precision) == (pref.format, pref.precision)]
+        matching.sort(key=lambda b: not b.manifest.judged)  # a bundle judged against its source before one never judged
         if not matching:
             c = _from_preference(pref, None, threads)
             c.status, c.reason = SKIPPED, f"no {pref.format}/{pref.precision} bundle here"
@@ -280,6 +283,8 @@ def try_plan(plan: list[Candidate]) -> tuple[Candidate, Any] | tuple[None, None]
         c.status = CHOSEN
         c.reason = "loaded; self-check passed" + (f"; fastest recorded here ({c.p50_ms:.2f} ms p50)"
                                                    if c.p50_ms is not None else "")
+        if not c.bundle.manifest.judged:
+            c.reason += "; packaged as is: its fidelity was never judged against a source"
         winner = (c, session)
     return winner or (None, None)
 

@@ -84,5 +84,8 @@ def load_source(path_or_zoo_name, checkpoint=None, input_size=None, layout=None,
         from converters.sources.keras_source import load_keras_file
 
         return load_keras_file(path, facts)
+    if suffix in (".tflite", ".xml"):  # a finished model: nothing to convert from
+        raise SourceError(f"{path}: a ready {suffix} is packaged as it is, not converted (edge-pose convert "
+                          f"packages it; converters.package_ready.package_pose)")
     raise SourceError(f"{path}: unknown model file type {suffix or '(no suffix)'!r}; expected .onnx, .pb, .keras "
                       f"or a SavedModel directory")
