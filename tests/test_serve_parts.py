@@ -187,7 +187,8 @@ def test_docs_config_reference_is_complete_and_valid():
         import tomli as tomllib
     from dataclasses import asdict
 
-    from edge_pose.serve.config import ServeConfig, from_dict
+    from edge_pose.serve.config import from_dict
+    from edge_pose.serve.config_schema import ServeConfig
 
     text = (ROOT / "docs" / "serve.md").read_text()
     block = re.search(r"## Config reference.*?```toml\n(.*?)```", text, re.S).group(1)
@@ -355,7 +356,7 @@ def test_flags_are_parsed_strictly(tmp_path, bundle_dir, capsys, monkeypatch, fl
 
 
 def test_good_addresses_parse(tmp_path, bundle_dir, capsys, monkeypatch):
-    from edge_pose.serve.config import split_host_port
+    from edge_pose.serve.addresses import split_host_port
 
     assert split_host_port("[::1]:8081", "--http", 80) == ("::1", 8081)
     assert split_host_port("[::1]", "--http", 80) == ("::1", 80)

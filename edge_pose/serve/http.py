@@ -474,7 +474,7 @@ class Server(ThreadingHTTPServer):
 
 def make_server(app, host: str, port: int) -> Server:
     """Bind now (so a port in use fails at start, with a clear error), serve later from a thread."""
-    from edge_pose.serve.config import is_loopback
+    from edge_pose.serve.addresses import is_loopback
 
     handler = type("BoundHandler", (Handler,), {"app": app})
     cls = Server
