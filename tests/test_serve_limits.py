@@ -266,7 +266,7 @@ def test_off_loopback_only_healthz_is_open(tmp_path):
 
     from edge_pose.serve.config_schema import ServeConfig
     from edge_pose.serve.daemon import Daemon
-    from edge_pose.serve.http import make_server, serve_in_thread
+    from edge_pose.serve.http_server import make_server, serve_in_thread
 
     cfg = ServeConfig()
     cfg.http.token = "s3cret"

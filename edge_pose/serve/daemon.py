@@ -17,7 +17,8 @@ import numpy as np
 from edge_pose.errors import EdgePoseError
 from edge_pose.serve.config_schema import ServeConfig
 from edge_pose.serve.events import Hub
-from edge_pose.serve.http import HttpError, make_server, serve_in_thread
+from edge_pose.serve.http_request import HttpError
+from edge_pose.serve.http_server import make_server, serve_in_thread
 from edge_pose.serve.metrics import Registry
 from edge_pose.serve.pipeline import DetectorBoxes, FrameLoop, LockedEstimator, box_finder, person_json, timings_ms
 from edge_pose.serve.sources import Capture
