@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,8 +314,33 @@ def verify_files(bundle: Bundle) -> None:
     """Every file the manifest lists is the bundle's own and matches its sha256 (BundleError otherwise)."""
     for name, digest in bundle.manifest.files.items():
         fpath = _inside(bundle.path, name)
-        if sha256_file(fpath) != digest:
+        if file_digest(fpath) != digest:
             raise BundleError(f"{fpath}: sha256 does not match the manifest (corrupt or replaced file)")
+
+
+# Files hashed in this process: resolved path -> (signature, sha256). `edge-pose serve` resolves its bundles for
+# the config check, the selector and the detector (and on every SIGHUP): an unchanged file is not read again.
+_DIGESTS: dict[str, tuple[tuple, str]] = {}
+# Timestamps can be as coarse as a clock tick (2 s on FAT): a file changed this shortly before it was hashed could
+# change again, same size, without its signature changing, so it is not remembered.
+SETTLED_NS = 2_000_000_000
+
+
+def file_digest(path: Path) -> str:
+    """sha256_file(path), read again only if the file changed since this process last hashed it."""
+    key, st = str(path.resolve()), path.stat()
+    # ctime too: it cannot be set back (mtime can: cp -p, touch -d), so a replaced file never looks unchanged
+    signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    known = _DIGESTS.get(key)
+    if known is not None and known[0] == signature:
+        return known[1]
+    started = time.time_ns()
+    digest = sha256_file(path)
+    if max(st.st_mtime_ns, st.st_ctime_ns) < started - SETTLED_NS:
+        _DIGESTS[key] = (signature, digest)
+    else:
+        _DIGESTS.pop(key, None)
+    return digest
 
 
 def _finite(value):
