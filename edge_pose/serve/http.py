@@ -19,6 +19,7 @@ import io
 import logging
 import socket
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -41,6 +42,21 @@ ROUTE_LABELS = ("/", "/healthz", "/readyz", "/metrics", "/v1/info", "/v1/poses/l
 SSE_KEEPALIVE_S = 10.0
 STREAM_SNDBUF = 16384
 INFER_WAIT_S = 5.0  # how long a POST waits for the one inference before it is told to retry
+
+
+class Busy(HttpError):
+    """A POST /v1/infer refused for want of a slot (counted as busy, not rejected)."""
+
+
+@contextmanager
+def _holding(slot, acquired: bool, what: str):
+    """Run the block holding `slot` (already acquired, or not: then 503 Busy), released after it."""
+    if not acquired:
+        raise Busy(503, f"busy with {what}; retry", {"Retry-After": "1"})
+    try:
+        yield
+    finally:
+        slot.release()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -277,17 +293,13 @@ class Handler(BaseHTTPRequestHandler):
             query = parse_qs(urlsplit(self.path).query)
             if "boxes" in query:  # checked (and capped) before the body is even read
                 boxes = parse_boxes(query["boxes"][0], self.app.cfg.persons.max_people)
-        except HttpError:
-            self.app.m.infer_requests.inc(result="rejected")
+            # at most http_server.UPLOAD_SLOTS bodies in memory at once, whatever max_connections is
+            with _holding(self.server.upload_slots, self.server.upload_slots.acquire(blocking=False),
+                          "other uploads"):
+                result = self._infer_body(limits, n, boxes)
+        except HttpError as exc:
+            self.app.m.infer_requests.inc(result="busy" if isinstance(exc, Busy) else "rejected")
             raise
-        # at most http_server.UPLOAD_SLOTS bodies in memory at once, whatever max_connections is
-        if not self.server.upload_slots.acquire(blocking=False):
-            self.app.m.infer_requests.inc(result="busy")
-            raise HttpError(503, "busy with other uploads; retry", {"Retry-After": "1"})
-        try:
-            result = self._infer_body(limits, n, boxes)
-        finally:
-            self.server.upload_slots.release()
         self.app.m.infer_requests.inc(result="ok")
         self._json(200, result)
 
@@ -313,30 +325,19 @@ class Handler(BaseHTTPRequestHandler):
         try:
             data = self.rfile.read(n)
         except TimeoutError:
-            self.app.m.infer_requests.inc(result="rejected")
             self.app.m.http_limited.inc(reason="timeout")
             raise HttpError(408, f"body not received within {limits.body_timeout_s} s") from None
         self._unread_body = False
+        if len(data) != n:
+            raise HttpError(400, f"body ended after {len(data)} of {n} bytes")
         try:
-            if len(data) != n:
-                raise HttpError(400, f"body ended after {len(data)} of {n} bytes")
-            try:
-                fmt, h, w = image_size(data)
-            except ImageHeaderError as exc:
-                raise HttpError(415 if "not a JPEG" in str(exc) else 400, str(exc)) from None
-            if h * w > limits.max_pixels:
-                raise HttpError(413, f"{fmt} image of {h}x{w} pixels exceeds the {limits.max_pixels}-pixel limit")
-        except HttpError:
-            self.app.m.infer_requests.inc(result="rejected")
-            raise
+            fmt, h, w = image_size(data)
+        except ImageHeaderError as exc:
+            raise HttpError(415 if "not a JPEG" in str(exc) else 400, str(exc)) from None
+        if h * w > limits.max_pixels:
+            raise HttpError(413, f"{fmt} image of {h}x{w} pixels exceeds the {limits.max_pixels}-pixel limit")
         # one inference at a time (the pipeline shares the model); wait a little for the one before
-        if not self.server.infer_slot.acquire(timeout=INFER_WAIT_S):
-            self.app.m.infer_requests.inc(result="busy")
-            raise HttpError(503, "busy with another inference; retry", {"Retry-After": "1"})
-        try:
+        with _holding(self.server.infer_slot, self.server.infer_slot.acquire(timeout=INFER_WAIT_S),
+                      "another inference"):
             return self.app.infer(data, boxes)
-        except HttpError:
-            self.app.m.infer_requests.inc(result="rejected")
-            raise
-        finally:
-            self.server.infer_slot.release()
+
