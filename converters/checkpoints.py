@@ -24,6 +24,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from converters.errors import CheckpointError
 from converters.safe_pickle import PickleLimits, PickleRefused, describe
 from converters.safe_pickle import load as load_pickle
 
-__all__ = ["CheckpointError", "CheckpointLimits", "read_checkpoint", "strip_prefix"]
+__all__ = ["CheckpointError", "CheckpointLimits", "read_checkpoint", "rename_keys", "strip_prefix"]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -148,6 +149,18 @@ def strip_prefix(key: str, prefix: str = "module.") -> str:
     return key
 
 
+def rename_keys(state: dict[str, np.ndarray], rename: Callable[[str], str],
+                collision: Callable[[str, str], Exception]) -> dict[str, np.ndarray]:
+    """`state` with every key renamed, in order; two keys landing on one name raise collision(key, new name)."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        new = rename(key)
+        if new in out:
+            raise collision(key, new)
+        out[new] = value
+    return out
+
+
 def read_checkpoint(path, limits: CheckpointLimits | None = None) -> dict[str, np.ndarray]:
     """Tensors of an mmpose `.pth` by PyTorch name (`module.` stripped); fp16 kept, bf16 widened to fp32.
 
@@ -163,10 +176,5 @@ def read_checkpoint(path, limits: CheckpointLimits | None = None) -> dict[str, n
     except MemoryError:
         raise CheckpointError(f"{path}: ran out of memory reading the checkpoint ({budget.used} bytes read; "
                               f"lower EDGE_POSE_CHECKPOINT_MAX_BYTES or free memory)") from None
-    out: dict[str, np.ndarray] = {}
-    for key, value in state.items():
-        name = strip_prefix(key)
-        if name in out:
-            raise CheckpointError(f"{path}: key '{name[:120]}' appears twice once 'module.' prefixes are stripped")
-        out[name] = value
-    return out
+    return rename_keys(state, strip_prefix, lambda _key, name: CheckpointError(
+        f"{path}: key '{name[:120]}' appears twice once 'module.' prefixes are stripped"))
