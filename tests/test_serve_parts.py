@@ -253,14 +253,19 @@ def test_capture_reads_an_http_stream_and_reconnects_at_its_end(tmp_path):
         server.shutdown()
 
 
+def _serve_until_it_fails(bundle, port: int) -> subprocess.CompletedProcess:
+    """`edge-pose serve` on a camera source and a loopback port, run until it exits (these tests expect status 2)."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([str(EDGE_POSE), "serve", "--bundle", str(bundle), "--source", "0",
+                           "--http", f"127.0.0.1:{port}", "--log-level", "error"],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
 def test_model_that_cannot_load_is_one_error_line_and_status_2(tmp_path):
     broken = tmp_path / "bundle"
     broken.mkdir()
     (broken / "edge_pose.json").write_text("{}")  # a manifest that is no manifest
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([str(EDGE_POSE), "serve", "--bundle", str(broken), "--source", "0",
-                          "--http", f"127.0.0.1:{free_port()}", "--log-level", "error"],
-                         capture_output=True, text=True, env=env, timeout=60)
+    run = _serve_until_it_fails(broken, free_port())
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edge-pose serve: error: ") and "edge_pose.json" in lines[0], \
@@ -274,10 +279,7 @@ def test_port_in_use_is_one_error_line(tmp_path, bundle_dir):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-        run = subprocess.run([str(EDGE_POSE), "serve", "--bundle", str(bundle_dir), "--source", "0",
-                              "--http", f"127.0.0.1:{port}", "--log-level", "error"],
-                             capture_output=True, text=True, env=env, timeout=60)
+        run = _serve_until_it_fails(bundle_dir, port)
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and f"[http] cannot listen on 127.0.0.1:{port}" in lines[0], run.stderr
