@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from edge_pose import jsonio
 from edge_pose.serve.events import SSE_KEEPALIVE, sse_event
 from edge_pose.serve.http_request import DeadlineReader, HeaderTooLarge, HttpError, parse_boxes, token_matches
-from edge_pose.serve.imagecheck import ImageHeaderError, image_size
+from edge_pose.imagecheck import ImageHeaderError, image_size
 
 log = logging.getLogger("edge_pose.serve.http")
 
