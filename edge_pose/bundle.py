@@ -5,16 +5,15 @@ It holds everything the runtime needs and nothing it must guess. Sizes are (heig
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_pose.digests import file_digest, sha256_file
 from edge_pose.errors import EdgePoseError
 from registry import DECODERS, EXECUTION, FORMATS, PRECISIONS, TASKS, execution_of
 
@@ -239,14 +238,6 @@ def unsafe_name(name: str) -> str | None:
     return None
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass
 class Bundle:
     """A manifest and the directory it lives in; files verified at load."""
@@ -316,31 +307,6 @@ def verify_files(bundle: Bundle) -> None:
         fpath = _inside(bundle.path, name)
         if file_digest(fpath) != digest:
             raise BundleError(f"{fpath}: sha256 does not match the manifest (corrupt or replaced file)")
-
-
-# Files hashed in this process: resolved path -> (signature, sha256). `edge-pose serve` resolves its bundles for
-# the config check, the selector and the detector (and on every SIGHUP): an unchanged file is not read again.
-_DIGESTS: dict[str, tuple[tuple, str]] = {}
-# Timestamps can be as coarse as a clock tick (2 s on FAT): a file changed this shortly before it was hashed could
-# change again, same size, without its signature changing, so it is not remembered.
-SETTLED_NS = 2_000_000_000
-
-
-def file_digest(path: Path) -> str:
-    """sha256_file(path), read again only if the file changed since this process last hashed it."""
-    key, st = str(path.resolve()), path.stat()
-    # ctime too: it cannot be set back (mtime can: cp -p, touch -d), so a replaced file never looks unchanged
-    signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    known = _DIGESTS.get(key)
-    if known is not None and known[0] == signature:
-        return known[1]
-    started = time.time_ns()
-    digest = sha256_file(path)
-    if max(st.st_mtime_ns, st.st_ctime_ns) < started - SETTLED_NS:
-        _DIGESTS[key] = (signature, digest)
-    else:
-        _DIGESTS.pop(key, None)
-    return digest
 
 
 def _finite(value):

@@ -17,8 +17,9 @@ from types import SimpleNamespace
 import pytest
 from serve_env import make_video
 
-from edge_pose import bundle as bundle_mod
-from edge_pose.bundle import SETTLED_NS, resolve_bundles
+from edge_pose import bundle, digests
+from edge_pose.bundle import resolve_bundles
+from edge_pose.digests import SETTLED_NS
 from edge_pose.serve.config import load
 from edge_pose.serve.config_schema import ConfigError
 from edge_pose.serve.daemon import Daemon
@@ -39,13 +40,14 @@ def _wait_until_settled(root: Path) -> None:
 @pytest.fixture
 def counted(monkeypatch):
     calls: Counter = Counter()
-    real = bundle_mod.sha256_file
+    real = digests.sha256_file
 
     def sha256_file(path):
         calls[Path(path).resolve()] += 1
         return real(path)
 
-    monkeypatch.setattr(bundle_mod, "sha256_file", sha256_file)
+    for module in (digests, bundle):  # every name the hash function is called by
+        monkeypatch.setattr(module, "sha256_file", sha256_file)
     return calls
 
 
