@@ -49,7 +49,7 @@ def build_manifest(source: Any, result: Any, *, devices: list[str], calibration:
     tools.update(result.tools or {})
     provenance = dict(source.provenance())
     if source.checkpoint:
-        from edge_pose.bundle import sha256_file
+        from edge_pose.digests import sha256_file
 
         provenance["checkpoint_sha256"] = sha256_file(source.checkpoint)
     provenance.update({

@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from converters.checkpoints import rename_keys
 from edge_pose.errors import EdgePoseError
 
 # (pattern, replacement) applied in order to checkpoint keys before matching.
@@ -39,13 +40,8 @@ def apply_renames(state: dict[str, np.ndarray], renames: Iterable[tuple[str, str
             for pattern, repl in compiled:
                 key = pattern.sub(repl, key)
             return key
-    out: dict[str, np.ndarray] = {}
-    for key, value in state.items():
-        new = rename(key)
-        if new in out:
-            raise WeightMismatchError(f"checkpoint keys collide after renaming: '{key}' -> '{new}'")
-        out[new] = value
-    return out
+    return rename_keys(state, rename, lambda key, new: WeightMismatchError(
+        f"checkpoint keys collide after renaming: '{key}' -> '{new}'"))
 
 
 def _conv(w):  # (O, I/g, kh, kw) -> (kh, kw, I/g, O)

@@ -5,7 +5,6 @@ It holds everything the runtime needs and nothing it must guess. Sizes are (heig
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_pose.digests import file_digest, sha256_file
 from edge_pose.errors import EdgePoseError
 from registry import DECODERS, EXECUTION, FORMATS, PRECISIONS, TASKS, execution_of
 
@@ -244,14 +244,6 @@ def unsafe_name(name: str) -> str | None:
     return None
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass
 class Bundle:
     """A manifest and the directory it lives in; files verified at load."""
@@ -319,7 +311,7 @@ def verify_files(bundle: Bundle) -> None:
     """Every file the manifest lists is the bundle's own and matches its sha256 (BundleError otherwise)."""
     for name, digest in bundle.manifest.files.items():
         fpath = _inside(bundle.path, name)
-        if sha256_file(fpath) != digest:
+        if file_digest(fpath) != digest:
             raise BundleError(f"{fpath}: sha256 does not match the manifest (corrupt or replaced file)")
 
 

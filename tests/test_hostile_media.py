@@ -256,9 +256,11 @@ def test_fifo_device_and_folder_are_not_read(tmp_path):
 
 
 def test_header_check_is_shared_with_serve():
-    from edge_pose.serve import imagecheck as serve_check
+    from edge_pose import imagecheck
+    from edge_pose.serve import http as serve_http
 
-    assert serve_check.image_size(png(60000, 60000, b"")) == ("png", 60000, 60000)
+    assert serve_http.image_size is imagecheck.image_size  # POST /v1/infer checks headers with the shared code
+    assert serve_http.image_size(png(60000, 60000, b"")) == ("png", 60000, 60000)
     assert check_image(encoded(".png", RED)) == ("png", 40, 30)
 
 

@@ -264,9 +264,9 @@ def test_off_loopback_only_healthz_is_open(tmp_path):
     everything but /healthz needs the token, Bearer or Basic, compared in constant time."""
     import base64
 
-    from edge_pose.serve.config import ServeConfig
+    from edge_pose.serve.config_schema import ServeConfig
     from edge_pose.serve.daemon import Daemon
-    from edge_pose.serve.http import make_server, serve_in_thread
+    from edge_pose.serve.http_server import make_server, serve_in_thread
 
     cfg = ServeConfig()
     cfg.http.token = "s3cret"

@@ -187,7 +187,8 @@ def test_docs_config_reference_is_complete_and_valid():
         import tomli as tomllib
     from dataclasses import asdict
 
-    from edge_pose.serve.config import ServeConfig, from_dict
+    from edge_pose.serve.config import from_dict
+    from edge_pose.serve.config_schema import ServeConfig
 
     text = (ROOT / "docs" / "serve.md").read_text()
     block = re.search(r"## Config reference.*?```toml\n(.*?)```", text, re.S).group(1)
@@ -252,14 +253,19 @@ def test_capture_reads_an_http_stream_and_reconnects_at_its_end(tmp_path):
         server.shutdown()
 
 
+def _serve_until_it_fails(bundle, port: int) -> subprocess.CompletedProcess:
+    """`edge-pose serve` on a camera source and a loopback port, run until it exits (these tests expect status 2)."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([str(EDGE_POSE), "serve", "--bundle", str(bundle), "--source", "0",
+                           "--http", f"127.0.0.1:{port}", "--log-level", "error"],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
 def test_model_that_cannot_load_is_one_error_line_and_status_2(tmp_path):
     broken = tmp_path / "bundle"
     broken.mkdir()
     (broken / "edge_pose.json").write_text("{}")  # a manifest that is no manifest
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([str(EDGE_POSE), "serve", "--bundle", str(broken), "--source", "0",
-                          "--http", f"127.0.0.1:{free_port()}", "--log-level", "error"],
-                         capture_output=True, text=True, env=env, timeout=60)
+    run = _serve_until_it_fails(broken, free_port())
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edge-pose serve: error: ") and "edge_pose.json" in lines[0], \
@@ -273,10 +279,7 @@ def test_port_in_use_is_one_error_line(tmp_path, bundle_dir):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-        run = subprocess.run([str(EDGE_POSE), "serve", "--bundle", str(bundle_dir), "--source", "0",
-                              "--http", f"127.0.0.1:{port}", "--log-level", "error"],
-                             capture_output=True, text=True, env=env, timeout=60)
+        run = _serve_until_it_fails(bundle_dir, port)
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and f"[http] cannot listen on 127.0.0.1:{port}" in lines[0], run.stderr
@@ -355,7 +358,7 @@ def test_flags_are_parsed_strictly(tmp_path, bundle_dir, capsys, monkeypatch, fl
 
 
 def test_good_addresses_parse(tmp_path, bundle_dir, capsys, monkeypatch):
-    from edge_pose.serve.config import split_host_port
+    from edge_pose.serve.addresses import split_host_port
 
     assert split_host_port("[::1]:8081", "--http", 80) == ("::1", 8081)
     assert split_host_port("[::1]", "--http", 80) == ("::1", 80)

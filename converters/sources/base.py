@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_pose.bundle import DecodeSpec, InputSpec, KeypointSpec, OutputSpec, sha256_file
+from edge_pose.bundle import DecodeSpec, InputSpec, KeypointSpec, OutputSpec
+from edge_pose.digests import sha256_file
 
 from converters.errors import SourceError
 

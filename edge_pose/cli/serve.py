@@ -31,7 +31,8 @@ def run(args) -> int:
     import logging
     import sys
 
-    from edge_pose.serve.config import ConfigError, load
+    from edge_pose.serve.config import load
+    from edge_pose.serve.config_schema import ConfigError
 
     try:
         cfg = load(args.check_config or args.config, args)

@@ -15,9 +15,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from edge_pose.errors import EdgePoseError
-from edge_pose.serve.config import ServeConfig
+from edge_pose.serve.config_schema import ServeConfig
 from edge_pose.serve.events import Hub
-from edge_pose.serve.http import HttpError, make_server, serve_in_thread
+from edge_pose.serve.http_request import HttpError
+from edge_pose.serve.http_server import make_server, serve_in_thread
 from edge_pose.serve.metrics import Registry
 from edge_pose.serve.pipeline import DetectorBoxes, FrameLoop, LockedEstimator, box_finder, person_json, timings_ms
 from edge_pose.serve.sources import Capture
@@ -175,7 +176,7 @@ class Daemon:
     def reload(self) -> None:
         """SIGHUP: read the config again; apply what can change live, name what needs a restart, keep the old
         config (and say so in /healthz) when the new one is bad. The JSON-lines file is reopened (logrotate)."""
-        from edge_pose.serve.config import ConfigError
+        from edge_pose.serve.config_schema import ConfigError
         from edge_pose.serve.reload import apply_live
 
         try:
@@ -226,7 +227,7 @@ class Daemon:
         log.info("model: %s on %s", self.model_info.get("name", "?"), self.backend or "?")
 
     def _load_detector(self) -> None:
-        from edge_pose.serve.config import detector_path
+        from edge_pose.serve.config_checks import detector_path
 
         p = self.cfg.persons
         path = detector_path(self.cfg)

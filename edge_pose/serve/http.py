@@ -1,4 +1,6 @@
-"""HTTP API on the standard library's ThreadingHTTPServer (no web framework on the device).
+"""HTTP API on the standard library's ThreadingHTTPServer (no web framework on the device): the request handler and
+its routes. The server loop is edge_pose.serve.http_server, bounded reading and the token check
+edge_pose.serve.http_request.
 
 With a token on loopback, the live page, its static files, /healthz and /readyz stay open (probes must not need
 secrets); bound to any other address, only /healthz is open. Everything else needs `Authorization: Bearer TOKEN`
@@ -13,23 +15,19 @@ handler gets a 500 and never stops the server. JSON out is strict (no NaN or Inf
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import io
 import logging
-import math
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from edge_pose import jsonio
 from edge_pose.serve.events import SSE_KEEPALIVE, sse_event
-from edge_pose.serve.imagecheck import ImageHeaderError, image_size
+from edge_pose.serve.http_request import DeadlineReader, HeaderTooLarge, HttpError, parse_boxes, token_matches
+from edge_pose.imagecheck import ImageHeaderError, image_size
 
 log = logging.getLogger("edge_pose.serve.http")
 
@@ -43,74 +41,22 @@ ROUTE_LABELS = ("/", "/healthz", "/readyz", "/metrics", "/v1/info", "/v1/poses/l
                 "/v1/frame.jpg", "/v1/infer")
 SSE_KEEPALIVE_S = 10.0
 STREAM_SNDBUF = 16384
-UPLOAD_SLOTS = 2  # POST bodies held in memory at once
 INFER_WAIT_S = 5.0  # how long a POST waits for the one inference before it is told to retry
 
 
-class HttpError(Exception):
-    def __init__(self, code: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.code, self.message, self.headers = code, message, headers or {}
+class Busy(HttpError):
+    """A POST /v1/infer refused for want of a slot (counted as busy, not rejected)."""
 
 
-def parse_boxes(text: str, max_boxes: int) -> list[list[float]]:
-    """'x,y,w,h;x,y,w,h' -> boxes; HttpError 413 past max_boxes (counted before parsing), 400 when malformed."""
-    parts = [p for p in text.split(";") if p]
-    if len(parts) > max_boxes:
-        raise HttpError(413, f"boxes: {len(parts)} boxes exceed the limit of {max_boxes} ([persons] max_people)")
-    boxes = []
-    for part in parts:
-        try:
-            box = [float(v) for v in part.split(",")]
-        except ValueError:
-            raise HttpError(400, f"boxes: {part[:40]!r} is not x,y,w,h numbers") from None
-        if len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
-            raise HttpError(400, f"boxes: {part[:40]!r} must be finite x,y,w,h with w, h > 0")
-        boxes.append(box)
-    if not boxes:
-        raise HttpError(400, "boxes: empty")
-    return boxes
-
-
-class HeaderTooLarge(Exception):
-    """The request line and headers exceed max_header_bytes."""
-
-
-class DeadlineReader(io.RawIOBase):
-    """The socket's read side with a deadline and a byte budget per phase (headers, then body).
-
-    A plain socket timeout applies to each recv, so a client sending one byte a second would never time out; here
-    the whole phase has one deadline. Writes get `write_timeout` (the socket timeout is reset after every read).
-    """
-
-    def __init__(self, sock: socket.socket, write_timeout: float):
-        self.sock, self.write_timeout = sock, write_timeout
-        self.deadline = time.monotonic() + 5.0
-        self.budget: int | None = None
-        self.got = 0  # bytes received since arm()
-
-    def arm(self, seconds: float, budget: int | None) -> None:
-        self.deadline, self.budget, self.got = time.monotonic() + seconds, budget, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:
-        if self.budget is not None and self.budget <= 0:
-            raise HeaderTooLarge()
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("client too slow")
-        want = len(buf) if self.budget is None else min(len(buf), self.budget)
-        self.sock.settimeout(left)
-        try:
-            n = self.sock.recv_into(buf, want)
-        finally:
-            self.sock.settimeout(self.write_timeout)
-        if self.budget is not None:
-            self.budget -= n
-        self.got += n
-        return n
+@contextmanager
+def _holding(slot, acquired: bool, what: str):
+    """Run the block holding `slot` (already acquired, or not: then 503 Busy), released after it."""
+    if not acquired:
+        raise Busy(503, f"busy with {what}; retry", {"Retry-After": "1"})
+    try:
+        yield
+    finally:
+        slot.release()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -347,17 +293,13 @@ class Handler(BaseHTTPRequestHandler):
             query = parse_qs(urlsplit(self.path).query)
             if "boxes" in query:  # checked (and capped) before the body is even read
                 boxes = parse_boxes(query["boxes"][0], self.app.cfg.persons.max_people)
-        except HttpError:
-            self.app.m.infer_requests.inc(result="rejected")
+            # at most http_server.UPLOAD_SLOTS bodies in memory at once, whatever max_connections is
+            with _holding(self.server.upload_slots, self.server.upload_slots.acquire(blocking=False),
+                          "other uploads"):
+                result = self._infer_body(limits, n, boxes)
+        except HttpError as exc:
+            self.app.m.infer_requests.inc(result="busy" if isinstance(exc, Busy) else "rejected")
             raise
-        # at most UPLOAD_SLOTS bodies in memory at once, whatever max_connections is
-        if not self.server.upload_slots.acquire(blocking=False):
-            self.app.m.infer_requests.inc(result="busy")
-            raise HttpError(503, "busy with other uploads; retry", {"Retry-After": "1"})
-        try:
-            result = self._infer_body(limits, n, boxes)
-        finally:
-            self.server.upload_slots.release()
         self.app.m.infer_requests.inc(result="ok")
         self._json(200, result)
 
@@ -383,110 +325,19 @@ class Handler(BaseHTTPRequestHandler):
         try:
             data = self.rfile.read(n)
         except TimeoutError:
-            self.app.m.infer_requests.inc(result="rejected")
             self.app.m.http_limited.inc(reason="timeout")
             raise HttpError(408, f"body not received within {limits.body_timeout_s} s") from None
         self._unread_body = False
+        if len(data) != n:
+            raise HttpError(400, f"body ended after {len(data)} of {n} bytes")
         try:
-            if len(data) != n:
-                raise HttpError(400, f"body ended after {len(data)} of {n} bytes")
-            try:
-                fmt, h, w = image_size(data)
-            except ImageHeaderError as exc:
-                raise HttpError(415 if "not a JPEG" in str(exc) else 400, str(exc)) from None
-            if h * w > limits.max_pixels:
-                raise HttpError(413, f"{fmt} image of {h}x{w} pixels exceeds the {limits.max_pixels}-pixel limit")
-        except HttpError:
-            self.app.m.infer_requests.inc(result="rejected")
-            raise
+            fmt, h, w = image_size(data)
+        except ImageHeaderError as exc:
+            raise HttpError(415 if "not a JPEG" in str(exc) else 400, str(exc)) from None
+        if h * w > limits.max_pixels:
+            raise HttpError(413, f"{fmt} image of {h}x{w} pixels exceeds the {limits.max_pixels}-pixel limit")
         # one inference at a time (the pipeline shares the model); wait a little for the one before
-        if not self.server.infer_slot.acquire(timeout=INFER_WAIT_S):
-            self.app.m.infer_requests.inc(result="busy")
-            raise HttpError(503, "busy with another inference; retry", {"Retry-After": "1"})
-        try:
+        with _holding(self.server.infer_slot, self.server.infer_slot.acquire(timeout=INFER_WAIT_S),
+                      "another inference"):
             return self.app.infer(data, boxes)
-        except HttpError:
-            self.app.m.infer_requests.inc(result="rejected")
-            raise
-        finally:
-            self.server.infer_slot.release()
 
-
-def token_matches(header: str, token: str) -> bool:
-    """`Bearer TOKEN`, or `Basic base64(any-user:TOKEN)`; compared as digests in constant time (no length leak)."""
-    scheme, _, value = header.strip().partition(" ")
-    got = value.strip().encode()
-    if scheme.lower() == "basic":
-        try:
-            got = base64.b64decode(got, validate=True).partition(b":")[2]
-        except (binascii.Error, ValueError):
-            return False
-    elif scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(hashlib.sha256(got).digest(), hashlib.sha256(token.encode()).digest())
-
-
-_BUSY_BODY = b'{"error":"too many connections; retry"}\n'
-BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
-
-
-class Server(ThreadingHTTPServer):
-    """A thread per connection, at most `max_connections` of them; one more is answered 503 and closed at once."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-    exposed = False  # bound beyond loopback
-    on_refused = staticmethod(lambda: None)
-
-    def setup_limits(self, max_connections: int, exposed: bool, on_refused) -> None:
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self.infer_slot = threading.Lock()
-        self.upload_slots = threading.BoundedSemaphore(UPLOAD_SLOTS)
-        self.exposed, self.on_refused = exposed, on_refused
-
-    def process_request(self, request, client_address):
-        if not self._slots.acquire(blocking=False):
-            self.on_refused()
-            try:
-                request.settimeout(0.5)
-                request.sendall(BUSY)
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:  # no thread started: give the slot back
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request, client_address):
-        log.debug("http: connection from %s ended with an error", client_address, exc_info=True)
-
-
-def make_server(app, host: str, port: int) -> Server:
-    """Bind now (so a port in use fails at start, with a clear error), serve later from a thread."""
-    from edge_pose.serve.config import is_loopback
-
-    handler = type("BoundHandler", (Handler,), {"app": app})
-    cls = Server
-    if ":" in host:
-        cls = type("Server6", (Server,), {"address_family": socket.AF_INET6})
-    server = cls((host, port), handler)
-    server.setup_limits(app.cfg.http.max_connections, not is_loopback(host),
-                        lambda: app.m.http_limited.inc(reason="connections"))
-    return server
-
-
-def serve_in_thread(server: Server) -> threading.Thread:
-    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
-    t.start()
-    return t
