@@ -150,11 +150,12 @@ def _target(fmt, precision, cut, spec, judging, src_fig, source_path, out_dir, w
     def build(options, frames, tag):
         count[0] += 1
         exp = work / f"{fmt}-{precision}-{count[0]}"
-        calib = calibration_inputs(frames, spec) if frames is not None else None
-        result = _export(fmt, cut, precision, exp, calib, options)
+        zoom = options.get("zoom")  # a calibration view, not an export option
+        calib = calibration_inputs(frames, spec, zoom=zoom) if frames is not None else None
+        result = _export(fmt, cut, precision, exp, calib, {k: v for k, v in options.items() if k != "zoom"})
         np.save(exp / ANCHORS, cut.anchors.astype(np.float32), allow_pickle=False)
-        note = {"kind": judging.scheme, "source": judging.calib_source, "frames": len(calib),
-                "mirrors": True} if calib is not None else None
+        note = {"kind": judging.scheme, "source": judging.calib_source, "frames": len(calib), "mirrors": True,
+                "zoom": zoom} if calib is not None else None
         staged = write_bundle(exp / "bundle", _manifest(cut, spec, result, source_path, note),
                               {**result.files, ANCHORS: exp / ANCHORS})
         det = open_detector(staged.path, backend=FORMATS[fmt].backend, accelerator=FORMATS[fmt].accelerator,
