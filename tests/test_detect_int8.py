@@ -43,6 +43,40 @@ def test_cross_folds_never_judge_an_image_they_calibrate_on():
         cross_folds([785])
 
 
+def test_each_fold_model_is_built_from_frames_without_the_images_it_judges():
+    """The pixels handed to each fold's build (what calibration_inputs turns into calibration tensors) hold none of
+    the images that fold's model then detects, nor their mirror images."""
+    import hashlib
+
+    import numpy as np
+
+    from converters.detect.folds import judging
+    from converters.detect.ladder import out_of_fold
+
+    def digest(img):
+        return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
+
+    j = judging(coco_mini() / "test_coco.json", log=lambda m: None)
+    assert j.scheme == "cross-calibration" and not j.bundle_is_judged and len(j.bundle_frames) == 4
+    built, detected = [], []
+
+    class Recorder:  # what the fold's int8 model is asked to detect
+        def detect(self, img):
+            detected[-1].add(digest(img))
+            return np.zeros((0, 5), np.float32)
+
+    def build(options, frames, tag):
+        built.append({digest(f) for f in frames} | {digest(f[:, ::-1]) for f in frames})
+        detected.append(set())
+        return Recorder(), None
+
+    dets, _ = out_of_fold(j, build, {}, "t", log=lambda m: None)
+    assert sorted(dets) == sorted(j.frames) and len(built) == 4
+    for calibrated, judged in zip(built, detected):
+        assert len(judged) == 1 and not calibrated & judged
+        assert len(calibrated) == 6  # the other 3 images and their mirrors
+
+
 def test_the_ladder_stops_at_the_first_rung_within_the_bar():
     drops = {"a": 2.5, "b": 0.4, "c": 0.1}
     judged = []
