@@ -101,7 +101,9 @@ def test_int8_bundles_record_out_of_fold_judging(ssd_bundles):
         m = load_bundle(out / name).manifest
         ev = m.fidelity["evaluation"]
         assert ev["judged_images"] == ids
+        assert m.fidelity["agreement"]["reference_boxes"] > 0  # box agreement with the source, reported beside
         if m.precision != "int8":
+            assert m.fidelity["agreement"]["matched_fraction"] == 1.0
             continue
         assert ev["scheme"] == "cross-calibration" and len(ev["folds"]) == 4
         assert sorted(i for f in ev["folds"] for i in f["judged"]) == ids

@@ -102,7 +102,8 @@ def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=N
                                            f"{' ...' if len(f.calibrated_on) > 6 else ''}, judges {list(f.judged)}"
                                            for n, f in enumerate(judging.folds))) + " (and mirror images)")
     source = Detector(CutSession(cut), spec)
-    src_fig = person_box_ap(judging.gt, {i: source.detect(f) for i, f in judging.frames.items()})
+    src_dets = {i: source.detect(f) for i, f in judging.frames.items()}
+    src_fig = {**person_box_ap(judging.gt, src_dets), "detections_by_image": src_dets}
     log(f"  source (cut graph, TensorFlow): box AP {src_fig['AP']:.1f}, AP50 {src_fig['AP50']:.1f}, recall@0.5 "
         f"{src_fig['recall50']:.1f}")
     work = Path(tempfile.mkdtemp(prefix="edge-pose-detect-"))
@@ -138,7 +139,7 @@ def _targets(formats, precisions, log) -> list[tuple[str, str]]:
 def _target(fmt, precision, cut, spec, judging, src_fig, source_path, out_dir, work, thresholds, allow_degraded,
             title, log) -> DetectConverted:
     """One target: climb its ladder (int8) or build it once (float), then write the chosen bundle."""
-    from calibration.detect_fidelity import person_box_ap
+    from calibration.detect_fidelity import box_agreement, person_box_ap
     from converters.detect.export import calibration_inputs
     from converters.detect.ladder import LADDER, climb, closest, out_of_fold
     from edge_pose.detect.bundle import open_detector
@@ -165,7 +166,8 @@ def _target(fmt, precision, cut, spec, judging, src_fig, source_path, out_dir, w
     def figures(dets):
         fig = person_box_ap(judging.gt, dets)
         return {**fig, "ap_source": src_fig["AP"], "ap_drop": src_fig["AP"] - fig["AP"],
-                "recall_drop": src_fig["recall50"] - fig["recall50"]}
+                "recall_drop": src_fig["recall50"] - fig["recall50"],
+                "agreement": box_agreement(src_fig["detections_by_image"], dets)}  # reported beside, not judged
 
     def judge(label, options):
         if precision != "int8":  # nothing calibrated: every image judges the one model
