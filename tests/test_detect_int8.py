@@ -41,6 +41,8 @@ def test_cross_folds_never_judge_an_image_they_calibrate_on():
         check_disjoint([Fold((2,), (1,))], [1, 2])
     with pytest.raises(ConversionError, match="at least 2 annotated images"):
         cross_folds([785])
+    with pytest.raises(ConversionError, match="--folds 1: cross-calibration needs at least 2 folds"):
+        cross_folds(ids, 1)
 
 
 def test_each_fold_model_is_built_from_frames_without_the_images_it_judges():

@@ -92,15 +92,13 @@ def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=N
                               "package other detectors as bundles (docs/detect.md)")
     thresholds = thresholds or DetectThresholds()
     targets = _targets(formats, precisions, log)
-    judging = make_judging(calib, eval_data, images, folds, calib_limit, log)  # bad data fails before the cut
+    judging = make_judging(calib, eval_data, images, folds, calib_limit, log,  # bad data fails before the cut
+                           calibrate=any(p == "int8" for _, p in targets))
     log(f"[1/3] cutting {source_path} at the Preprocessor's output")
     cut = cut_ssd(source_path)
     spec = cut.spec(score_threshold=0.05)
     log(f"  input {cut.input_size[0]}x{cut.input_size[1]}, {len(cut.anchors)} anchors from the graph")
-    log(f"[2/3] judged on {len(judging.frames)} annotated image(s) of {judging.gt_source}; int8 by "
-        f"{judging.scheme}: " + ("; ".join(f"fold {n + 1} calibrated on {list(f.calibrated_on)[:6]}"
-                                           f"{' ...' if len(f.calibrated_on) > 6 else ''}, judges {list(f.judged)}"
-                                           for n, f in enumerate(judging.folds))) + " (and mirror images)")
+    log(f"[2/3] {judging.describe()}")
     source = Detector(CutSession(cut), spec)
     src_dets = {i: source.detect(f) for i, f in judging.frames.items()}
     src_fig = {**person_box_ap(judging.gt, src_dets), "detections_by_image": src_dets}

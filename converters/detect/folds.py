@@ -30,6 +30,15 @@ class Fold:
     calibrated_on: tuple  # COCO image ids (cross-calibration) or frame names (separate frames)
     judged: tuple[int, ...]  # COCO image ids this fold's int8 model is run on
 
+    def describe(self) -> str:
+        text = f"judged on {len(self.frames)} annotated image(s) of {self.gt_source}"
+        if not self.folds:
+            return text
+        folds = "; ".join(f"fold {n + 1} calibrated on {list(f.calibrated_on)[:6]}"
+                          f"{' ...' if len(f.calibrated_on) > 6 else ''}, judges {list(f.judged)}"
+                          for n, f in enumerate(self.folds))
+        return f"{text}; int8 by {self.scheme}: {folds} (and mirror images)"
+
     def record(self) -> dict:
         return {"calibrated_on": list(self.calibrated_on), "judged": list(self.judged)}
 
@@ -40,7 +49,10 @@ def cross_folds(image_ids: Sequence[int], k: int = DEFAULT_FOLDS) -> list[Fold]:
     if len(ids) < 2:
         raise ConversionError(f"cross-calibration needs at least 2 annotated images (the COCO file has {len(ids)}); "
                               "give real frames to calibrate on with --calib FRAMES and the COCO file with --eval")
-    k = max(2, min(int(k), len(ids)))
+    if int(k) < 2:
+        raise ConversionError(f"--folds {k}: cross-calibration needs at least 2 folds (each image is judged by a model "
+                              "calibrated on the others)")
+    k = min(int(k), len(ids))  # more folds than images: leave one image out
     groups = [tuple(ids[i::k]) for i in range(k)]
     folds = [Fold(tuple(i for i in ids if i not in g), g) for g in groups]
     check_disjoint(folds, ids)
@@ -137,6 +149,15 @@ class Judging:
         """True when the bundle written is the model that was judged (one fold calibrated on the whole set)."""
         return len(self.folds) == 1 and len(self.fold_frames[0]) == len(self.bundle_frames)
 
+    def describe(self) -> str:
+        text = f"judged on {len(self.frames)} annotated image(s) of {self.gt_source}"
+        if not self.folds:
+            return text
+        folds = "; ".join(f"fold {n + 1} calibrated on {list(f.calibrated_on)[:6]}"
+                          f"{' ...' if len(f.calibrated_on) > 6 else ''}, judges {list(f.judged)}"
+                          for n, f in enumerate(self.folds))
+        return f"{text}; int8 by {self.scheme}: {folds} (and mirror images)"
+
     def record(self) -> dict:
         out = {"scheme": self.scheme, "calibration_source": self.calib_source, "source": self.gt_source,
                "judged_images": sorted(self.frames),
@@ -149,8 +170,10 @@ class Judging:
         return out
 
 
-def judging(calib, eval_data=None, images=None, folds: int = DEFAULT_FOLDS, limit: int = 64, log=print) -> Judging:
-    """The frames to calibrate on and to judge on, from --calib / --eval / --images (see the module docstring)."""
+def judging(calib, eval_data=None, images=None, folds: int = DEFAULT_FOLDS, limit: int = 64, log=print,
+            calibrate: bool = True) -> Judging:
+    """The frames to calibrate on and to judge on, from --calib / --eval / --images (see the module docstring);
+    without calibrate (no int8 target) only the frames to judge on."""
     import cv2
 
     from calibration.detect_fidelity import load_gt
@@ -172,6 +195,8 @@ def judging(calib, eval_data=None, images=None, folds: int = DEFAULT_FOLDS, limi
         frames[int(im["id"])] = img
     if not frames:
         raise ConversionError(f"{coco}: no images to judge on")
+    if not calibrate:
+        return Judging("nothing calibrated", gt, image_dir, frames, [], [], [], "", str(coco))
     if eval_data is None or Path(calib).resolve() == Path(eval_data).resolve():
         fs = cross_folds(list(frames), folds)
         return Judging("cross-calibration", gt, image_dir, frames, fs,
