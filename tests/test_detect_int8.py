@@ -151,3 +151,28 @@ def test_calibration_frames_that_are_not_there_get_one_line(tmp_path):
         assert r.returncode != 0 and "Traceback" not in r.stderr
         assert str(calib) in r.stderr and says in r.stderr, r.stderr
         assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_calibration_frames_from_a_video_an_image_or_a_folder(tmp_path):
+    import cv2
+    import numpy as np
+
+    from converters.detect.folds import read_calib_frames
+
+    img = cv2.resize(cv2.imread(str(shared("data", "astronaut.png"))), (64, 48))
+    video = tmp_path / "walk.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(25):
+        writer.write(np.roll(img, i, axis=1))
+    writer.release()
+    frames = read_calib_frames(video, limit=64, every_n=10)
+    assert [n for n, _ in frames] == ["walk.avi#0", "walk.avi#10", "walk.avi#20"]
+    assert frames[0][1].shape == (48, 64, 3)
+    assert len(read_calib_frames(video, limit=2, every_n=10)) == 2
+    assert [n for n, _ in read_calib_frames(shared("data", "astronaut.png"))] == ["astronaut.png"]
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
+    (tmp_path / "notes.txt").write_text("hello")
+    for path, says in ((tmp_path / "broken.mp4", "broken.mp4: corrupt or unreadable video"),
+                       (tmp_path / "notes.txt", "notes.txt: not an image folder, an image or a video")):
+        with pytest.raises(ConversionError, match=says):
+            read_calib_frames(path)
