@@ -79,8 +79,12 @@ def _manifest(cut, spec: dict, result, source_path: Path, calib_note: dict | Non
 
 def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=None, images=None, eval_data=None,
                      folds: int = 4, calib_limit: int = 64, thresholds: DetectThresholds | None = None,
-                     allow_degraded: bool = False, log: Callable[[str], None] = print) -> list[DetectConverted]:
-    """Convert a TF Object Detection API SSD frozen graph into detector bundles, one per target."""
+                     allow_degraded: bool = False, ladder: dict | None = None,
+                     log: Callable[[str], None] = print) -> list[DetectConverted]:
+    """Convert a TF Object Detection API SSD frozen graph into detector bundles, one per target.
+
+    `ladder` ({format: [(label, export options)]}) replaces converters.detect.ladder.LADDER's rungs for a format,
+    e.g. to build one recipe (benchmarks/detect_int8_rungs.py)."""
     from calibration.detect_fidelity import person_box_ap
     from converters.detect.folds import judging as make_judging
     from converters.detect.ssd_tfod import CutSession, cut_ssd
@@ -107,7 +111,8 @@ def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=N
     work = Path(tempfile.mkdtemp(prefix="edge-pose-detect-"))
     try:
         return [_target(fmt, precision, cut, spec, judging, src_fig, source_path, Path(out_dir), work, thresholds,
-                        allow_degraded, f"[3/3] target {i}/{len(targets)}: {fmt}/{precision}", log)
+                        allow_degraded, (ladder or {}).get(fmt), f"[3/3] target {i}/{len(targets)}: {fmt}/{precision}",
+                        log)
                 for i, (fmt, precision) in enumerate(targets, 1)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -135,7 +140,7 @@ def _targets(formats, precisions, log) -> list[tuple[str, str]]:
 
 
 def _target(fmt, precision, cut, spec, judging, src_fig, source_path, out_dir, work, thresholds, allow_degraded,
-            title, log) -> DetectConverted:
+            rungs, title, log) -> DetectConverted:
     """One target: climb its ladder (int8) or build it once (float), then write the chosen bundle."""
     from calibration.detect_fidelity import box_agreement, person_box_ap
     from converters.detect.export import calibration_inputs
@@ -180,7 +185,7 @@ def _target(fmt, precision, cut, spec, judging, src_fig, source_path, out_dir, w
             f"{fig['recall50']:.1f}" + (f"; missed: {'; '.join(missed)}" if missed else ""))
         return fig, staged
 
-    ladder = LADDER[fmt] if precision == "int8" else [(f"plain {precision}", {})]
+    ladder = (rungs or LADDER[fmt]) if precision == "int8" else [(f"plain {precision}", {})]
     attempts = climb(ladder, judge, thresholds.check, log)
     chosen = closest(attempts)
     if chosen.missed and not allow_degraded:

@@ -5,11 +5,12 @@ were not calibrated on (converters.detect.folds), and the climb stops at the fir
 keep layers in float come after all-int8 ones because a float island costs latency (in TFLite it splits the
 XNNPACK int8 graph).
 
-Measured out of fold on coco-mini (4 images, 14 people, leave-one-image-out; source 43.5 AP), calibrated on
-mirrors / mirrors + zoomed views: TFLite full int8 41.4 / 42.2, box predictors in float 42.9 / 42.2, box predictors
-and the first conv in float 41.3 / 40.6 (left out); OpenVINO min-max ranges 42.8 / 43.2, box-predictor convs in
-float + min-max 42.9 / 42.4. With 14 people one box crossing an IoU step moves AP by about a point, so these differ
-mostly by noise; the order follows runtime cost, not these figures. Tried and left out: NNCF's default ranges
+Measured out of fold on coco-mini (4 images, 14 people, leave-one-image-out; source 43.5 AP;
+benchmarks/detect_int8_rungs.py): TFLite full int8 41.4, with zoomed views 42.4, box predictors in float 42.9;
+OpenVINO min-max ranges 42.8, with zoomed views 41.3, box-predictor convs in float + min-max 42.9, MIXED preset with
+those in float 41.3. With 14 people one box crossing an IoU step moves AP by about a point: the zoomed-view rungs
+gave 42.2 (TFLite) and 43.2 (OpenVINO) with one crop one pixel smaller. So these differ mostly by noise, and the
+order follows runtime cost, not these figures. The first conv in float as well as the box predictors: 41.3. Tried and left out: NNCF's default ranges
 (39.8 even calibrated on the judged frames); NNCF quantize_with_accuracy_control with box AP on the fold's own
 calibration images as its metric (41.4, and 7-220 s per fold: three images are too few for its ranking); TFLite
 sensitivity-ranked selective quantisation (tf.lite.experimental.QuantizationDebugger on each fold's calibration
