@@ -125,6 +125,7 @@ def _run_detect(args) -> int:
             done = convert_detector(args.source, args.out, formats=args.formats, precisions=args.precisions,
                                     calib=args.calib, images=args.images, eval_data=args.eval_data,
                                     folds=args.folds, calib_limit=args.calib_size,
+                                    eval_limit=args.eval_size or 200,
                                     allow_degraded=args.allow_degraded,
                                     thresholds=DetectThresholds(max_ap_drop=args.max_ap_drop),
                                     log=lambda m: print(m, file=sys.stderr, flush=True))

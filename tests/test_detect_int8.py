@@ -176,3 +176,18 @@ def test_calibration_frames_from_a_video_an_image_or_a_folder(tmp_path):
                        (tmp_path / "notes.txt", "notes.txt: not an image folder, an image or a video")):
         with pytest.raises(ConversionError, match=says):
             read_calib_frames(path)
+
+
+def test_large_coco_files_stay_bounded():
+    """At most eval_limit images judge and at most `limit` frames calibrate each model, evenly spread."""
+    from converters.detect.folds import judging, spread
+
+    assert spread(range(10), 4) == [0, 3, 6, 9] and spread([1, 2], 5) == [1, 2]
+    said = []
+    j = judging(coco_mini() / "test_coco.json", limit=2, eval_limit=3, log=said.append)
+    assert len(j.frames) == 3 and any("judging on 3 of the 4 images" in m for m in said)
+    assert len(j.folds) == 3 and all(len(f.calibrated_on) == 2 for f in j.folds)
+    assert [len(ff) for ff in j.fold_frames] == [2, 2, 2] and len(j.bundle_frames) == 2
+    assert j.record()["bundle_calibrated_on"] == list(j.bundle_ids) and len(j.bundle_ids) == 2
+    for f in j.folds:
+        assert not set(f.calibrated_on) & set(f.judged)

@@ -78,7 +78,8 @@ def _manifest(cut, spec: dict, result, source_path: Path, calib_note: dict | Non
 
 
 def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=None, images=None, eval_data=None,
-                     folds: int = 4, calib_limit: int = 64, thresholds: DetectThresholds | None = None,
+                     folds: int = 4, calib_limit: int = 64, eval_limit: int = 200,
+                     thresholds: DetectThresholds | None = None,
                      allow_degraded: bool = False, ladder: dict | None = None,
                      log: Callable[[str], None] = print) -> list[DetectConverted]:
     """Convert a TF Object Detection API SSD frozen graph into detector bundles, one per target.
@@ -97,7 +98,7 @@ def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=N
     thresholds = thresholds or DetectThresholds()
     targets = _targets(formats, precisions, log)
     judging = make_judging(calib, eval_data, images, folds, calib_limit, log,  # bad data fails before the cut
-                           calibrate=any(p == "int8" for _, p in targets))
+                           calibrate=any(p == "int8" for _, p in targets), eval_limit=eval_limit)
     log(f"[1/3] cutting {source_path} at the Preprocessor's output")
     cut = cut_ssd(source_path)
     spec = cut.spec(score_threshold=0.05)

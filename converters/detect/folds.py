@@ -81,23 +81,17 @@ def read_calib_frames(path, limit: int = 64, every_n: int = 10) -> list[tuple[st
     from calibration.readers import IMAGE_SUFFIXES, VIDEO_SUFFIXES, list_images, read_image, video_frames
 
     path = Path(path)
-    if path.suffix.lower() == ".json":  # another COCO file's images: calibration needs no annotations
-        import cv2
-
-        from calibration.detect_fidelity import load_gt
-
-        out = []
-        for im in load_gt(path)["images"][:limit]:
-            img = cv2.imread(str(path.parent / Path(im["file_name"]).name))
-            if img is None:
-                raise ConversionError(f"{path.parent}: image {Path(im['file_name']).name} of {path} is missing")
-            out.append((Path(im["file_name"]).name, img))
-        if not out:
-            raise ConversionError(f"{path}: no images to calibrate on")
-        return out
     try:
+        if path.suffix.lower() == ".json":  # another COCO file's images: calibration needs no annotations
+            from calibration.detect_fidelity import load_gt
+
+            out = [(Path(im["file_name"]).name, read_image(path.parent / Path(im["file_name"]).name))
+                   for im in spread(load_gt(path)["images"], limit)]
+            if not out:
+                raise ConversionError(f"{path}: no images to calibrate on")
+            return out
         if path.is_dir():
-            return [(p.name, read_image(p)) for p in list_images(path)[:limit]]
+            return [(p.name, read_image(p)) for p in spread(list_images(path), limit)]
         if path.suffix.lower() in VIDEO_SUFFIXES:
             out = []
             for index, frame in video_frames(path, every_n):
@@ -141,13 +135,14 @@ class Judging:
     folds: list[Fold]
     fold_frames: list[list[np.ndarray]]  # calibration frames of each fold, before mirroring
     bundle_frames: list[np.ndarray]  # what the written bundle is calibrated on
+    bundle_ids: tuple  # their image ids (or frame names)
     calib_source: str
     gt_source: str
 
     @property
     def bundle_is_judged(self) -> bool:
         """True when the bundle written is the model that was judged (one fold calibrated on the whole set)."""
-        return len(self.folds) == 1 and len(self.fold_frames[0]) == len(self.bundle_frames)
+        return len(self.folds) == 1 and self.folds[0].calibrated_on == self.bundle_ids
 
     def describe(self) -> str:
         text = f"judged on {len(self.frames)} annotated image(s) of {self.gt_source}"
@@ -163,20 +158,31 @@ class Judging:
                "judged_images": sorted(self.frames),
                "folds": [f.record() for f in self.folds], "mirrors": True}
         if not self.bundle_is_judged:
-            out["bundle_calibrated_on"] = sorted(self.frames)
+            out["bundle_calibrated_on"] = list(self.bundle_ids)
             out["note"] = ("figures are out-of-fold: each image was detected by an int8 model calibrated without it; "
                            "the bundle is calibrated on every image by the same recipe (an estimate of it, as "
                            "cross-validation gives)")
         return out
 
 
-def judging(calib, eval_data=None, images=None, folds: int = DEFAULT_FOLDS, limit: int = 64, log=print,
-            calibrate: bool = True) -> Judging:
-    """The frames to calibrate on and to judge on, from --calib / --eval / --images (see the module docstring);
-    without calibrate (no int8 target) only the frames to judge on."""
-    import cv2
+def spread(items: Sequence, n: int) -> list:
+    """At most n of items, evenly spaced and in order (deterministic: no seed to record)."""
+    items = list(items)
+    if len(items) <= n:
+        return items
+    if n <= 1:
+        return items[:max(n, 0)]
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
 
+
+def judging(calib, eval_data=None, images=None, folds: int = DEFAULT_FOLDS, limit: int = 64, log=print,
+            calibrate: bool = True, eval_limit: int = 200) -> Judging:
+    """The frames to calibrate on and to judge on, from --calib / --eval / --images (see the module docstring);
+    without calibrate (no int8 target) only the frames to judge on. At most `eval_limit` images judge and at most
+    `limit` frames (before mirroring) calibrate each model, evenly spread, so a large COCO file stays bounded."""
+    from calibration.cropset import CalibrationDataError
     from calibration.detect_fidelity import load_gt
+    from calibration.readers import read_image
 
     if calib is None:
         raise ConversionError("--task detect needs --calib COCO.json (person boxes: frames to calibrate and judge on) "
@@ -187,20 +193,25 @@ def judging(calib, eval_data=None, images=None, folds: int = DEFAULT_FOLDS, limi
                               "when --calib gives frames)")
     gt = load_gt(coco)
     image_dir = Path(images) if images else Path(coco).parent
+    listed = spread(gt["images"], eval_limit)
+    if len(listed) < len(gt["images"]):
+        log(f"  judging on {len(listed)} of the {len(gt['images'])} images of {coco} (evenly spread; --eval-size)")
     frames = {}
-    for im in gt["images"]:
-        img = cv2.imread(str(image_dir / Path(im["file_name"]).name))
-        if img is None:
-            raise ConversionError(f"{image_dir}: image {Path(im['file_name']).name} of {coco} is missing or unreadable")
-        frames[int(im["id"])] = img
+    for im in listed:
+        try:
+            frames[int(im["id"])] = read_image(image_dir / Path(im["file_name"]).name)
+        except CalibrationDataError as exc:
+            raise ConversionError(f"{exc} (listed in {coco})") from None
     if not frames:
         raise ConversionError(f"{coco}: no images to judge on")
     if not calibrate:
-        return Judging("nothing calibrated", gt, image_dir, frames, [], [], [], "", str(coco))
+        return Judging("nothing calibrated", gt, image_dir, frames, [], [], [], (), "", str(coco))
     if eval_data is None or Path(calib).resolve() == Path(eval_data).resolve():
-        fs = cross_folds(list(frames), folds)
+        fs = [Fold(tuple(spread(f.calibrated_on, limit)), f.judged) for f in cross_folds(list(frames), folds)]
+        every = tuple(spread(sorted(frames), limit))
         return Judging("cross-calibration", gt, image_dir, frames, fs,
-                       [[frames[i] for i in f.calibrated_on] for f in fs], list(frames.values()), str(coco),
-                       str(coco))
+                       [[frames[i] for i in f.calibrated_on] for f in fs], [frames[i] for i in every], every,
+                       str(coco), str(coco))
     fold, kept = separate_fold(read_calib_frames(calib, limit), frames, log)
-    return Judging("separate frames", gt, image_dir, frames, [fold], [kept], kept, str(calib), str(coco))
+    return Judging("separate frames", gt, image_dir, frames, [fold], [kept], kept, fold.calibrated_on, str(calib),
+                   str(coco))
