@@ -4,7 +4,8 @@
 
 Variants: the original TF graph (its own pre- and postprocessing), the cut graph in TF with edge_pose.detect's
 preprocessing + decoder + NMS, TFLite fp32 / int8 and OpenVINO FP32 / INT8 of the cut graph (int8 calibrated on
-coco-mini's 4 frames and their mirror images, preprocessed as the Detector does; OpenVINO compiled with
+coco-mini's 4 frames and their mirror images, preprocessed as the Detector does, so its AP here is in-sample: the
+out-of-fold figures that judge int8 are `edge-pose convert --task detect`'s; OpenVINO compiled with
 INFERENCE_PRECISION_HINT f32). For each: person box AP, AP50 and recall at IoU 0.5 on coco-mini's ground truth
 (pycocotools bbox), agreement with the original graph's boxes, and p50 latency per frame (whole detect: preprocess
 + inference + decode; inference alone beside it).

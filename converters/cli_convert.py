@@ -50,6 +50,8 @@ def add_arguments(p) -> None:
     p.add_argument("--calib-size", type=int, default=64, metavar="N", help="calibration crops (default 64)")
     p.add_argument("--eval", dest="eval_data", metavar="DATA", help="evaluation data (default: held-out --calib)")
     p.add_argument("--eval-size", type=int, metavar="N", help="at most N evaluation crops")
+    p.add_argument("--folds", type=int, default=4, metavar="K",
+                   help="--task detect int8 with --calib COCO.json alone: cross-calibration folds by image (default 4)")
     g = p.add_argument_group("facts a model file cannot tell")
     g.add_argument("--input-size", metavar="H,W")
     g.add_argument("--layout", choices=["NCHW", "NHWC"])
@@ -123,7 +125,10 @@ def _run_detect(args) -> int:
     with convert_tool_errors():
         with stdout_to_stderr():
             done = convert_detector(args.source, args.out, formats=args.formats, precisions=args.precisions,
-                                    calib=args.calib, images=args.images, allow_degraded=args.allow_degraded,
+                                    calib=args.calib, images=args.images, eval_data=args.eval_data,
+                                    folds=args.folds, calib_limit=args.calib_size,
+                                    eval_limit=args.eval_size or 200,
+                                    allow_degraded=args.allow_degraded,
                                     thresholds=DetectThresholds(max_ap_drop=args.max_ap_drop),
                                     log=lambda m: print(m, file=sys.stderr, flush=True))
     rows = [{k: v for k, v in c.row.items() if not isinstance(v, dict)} for c in done]
@@ -132,7 +137,7 @@ def _run_detect(args) -> int:
     else:
         from edge_pose.cli.table import format_table
 
-        keys = ["bundle", "AP", "AP50", "recall50", "ap_source", "ap_drop", "passed"]
+        keys = ["bundle", "mitigation", "AP", "AP50", "recall50", "ap_source", "ap_drop", "passed"]
         print(format_table(keys, [[r.get(k) if not isinstance(r.get(k), float) else f"{r[k]:.2f}" for k in keys]
                                   for r in rows]))
     return 0

@@ -5,7 +5,8 @@ Per target: export into a private work directory, stage a bundle (model files + 
 section), run it through the runtime exactly as a device would (edge_pose.detect.bundle.open_detector: the same
 selector, backend and execution precision), measure person box AP / recall on full frames against the ground truth
 and against the source (the cut graph run by TensorFlow with the same decoder), and keep the first attempt that
-holds the bar; only then write the bundle atomically into OUT/<model>-<format>-<precision>.
+holds the bar; only then write the bundle atomically into OUT/<model>-<format>-<precision>. int8 is never judged on
+a frame it was calibrated on: converters.detect.folds says how, converters.detect.ladder which mitigations.
 """
 from __future__ import annotations
 
@@ -37,17 +38,6 @@ class DetectThresholds:
         if not figures["recall_drop"] <= self.max_recall_drop:
             missed.append(f"recall@0.5 drop {figures['recall_drop']:.2f} > {self.max_recall_drop} points")
         return missed
-
-
-# int8 mitigations, cheapest first (measured on coco-mini: OpenVINO float heads + min-max 42.1 AP vs NNCF default
-# 39.8; the float model 43.5)
-LADDER: dict[str, list[tuple[str, dict[str, Any]]]] = {
-    "tflite": [("full int8, float I/O (default)", {}),
-               ("box predictors in float", {"float_ops": ("BoxPredictor",)})],
-    "openvino": [("box-predictor convs in float, min-max ranges (default)", {"float_heads": True, "ranges": "minmax"}),
-                 ("NNCF MIXED preset, box-predictor convs in float", {"float_heads": True, "preset": "mixed"}),
-                 ("NNCF default", {"float_heads": False, "ranges": None})],
-}
 
 
 @dataclass
@@ -87,30 +77,56 @@ def _manifest(cut, spec: dict, result, source_path: Path, calib_note: dict | Non
                                                            "logits; anchors evaluated once from the graph"})
 
 
-def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=None, images=None,
-                     thresholds: DetectThresholds | None = None, allow_degraded: bool = False,
+def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=None, images=None, eval_data=None,
+                     folds: int = 4, calib_limit: int = 64, eval_limit: int = 200,
+                     thresholds: DetectThresholds | None = None,
+                     allow_degraded: bool = False, ladder: dict | None = None,
                      log: Callable[[str], None] = print) -> list[DetectConverted]:
-    """Convert a TF Object Detection API SSD frozen graph into detector bundles, one per target."""
-    from calibration.detect_fidelity import load_gt, person_box_ap, run_on_images
-    from converters.detect.export import calibration_inputs
+    """Convert a TF Object Detection API SSD frozen graph into detector bundles, one per target.
+
+    `ladder` ({format: [(label, export options)]}) replaces converters.detect.ladder.LADDER's rungs for a format,
+    e.g. to build one recipe (benchmarks/detect_int8_rungs.py)."""
+    from calibration.detect_fidelity import person_box_ap
+    from converters.detect.folds import judging as make_judging
     from converters.detect.ssd_tfod import CutSession, cut_ssd
-    from edge_pose.detect.bundle import open_detector
     from edge_pose.detect.detector import Detector
 
     source_path = Path(source_path)
     if source_path.suffix != ".pb":
         raise ConversionError(f"{source_path}: --task detect converts TF Object Detection API SSD frozen graphs (.pb); "
                               "package other detectors as bundles (docs/detect.md)")
-    if calib is None:
-        raise ConversionError("--task detect needs --calib COCO.json (person boxes: frames to calibrate and judge on)")
     thresholds = thresholds or DetectThresholds()
+    targets = _targets(formats, precisions, log)
+    judging = make_judging(calib, eval_data, images, folds, calib_limit, log,  # bad data fails before the cut
+                           calibrate=any(p == "int8" for _, p in targets), eval_limit=eval_limit)
+    log(f"[1/3] cutting {source_path} at the Preprocessor's output")
+    cut = cut_ssd(source_path)
+    spec = cut.spec(score_threshold=0.05)
+    log(f"  input {cut.input_size[0]}x{cut.input_size[1]}, {len(cut.anchors)} anchors from the graph")
+    log(f"[2/3] {judging.describe()}")
+    source = Detector(CutSession(cut), spec)
+    src_dets = {i: source.detect(f) for i, f in judging.frames.items()}
+    src_fig = {**person_box_ap(judging.gt, src_dets), "detections_by_image": src_dets}
+    log(f"  source (cut graph, TensorFlow): box AP {src_fig['AP']:.1f}, AP50 {src_fig['AP50']:.1f}, recall@0.5 "
+        f"{src_fig['recall50']:.1f}")
+    work = Path(tempfile.mkdtemp(prefix="edge-pose-detect-"))
+    try:
+        return [_target(fmt, precision, cut, spec, judging, src_fig, source_path, Path(out_dir), work, thresholds,
+                        allow_degraded, (ladder or {}).get(fmt), f"[3/3] target {i}/{len(targets)}: {fmt}/{precision}",
+                        log)
+                for i, (fmt, precision) in enumerate(targets, 1)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _targets(formats, precisions, log) -> list[tuple[str, str]]:
+    from converters.targets import unbuildable_here
+
     formats = [f.lower() for f in formats] or ["tflite", "openvino"]
     precisions = [p.lower() for p in precisions] or ["fp32", "int8"]
     for f in formats:
         if f not in TARGETS:
             raise ConversionError(f"--task detect: format {f!r} not supported (use {', '.join(TARGETS)})")
-    from converters.targets import unbuildable_here
-
     targets = []
     for f in formats:
         for p in precisions:
@@ -121,68 +137,82 @@ def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=N
                 targets.append((f, p))
     if not targets:
         raise ConversionError(f"--task detect: nothing to build for {formats} x {precisions}")
-    log(f"[1/3] cutting {source_path} at the Preprocessor's output")
-    cut = cut_ssd(source_path)
-    spec = cut.spec(score_threshold=0.05)
-    log(f"  input {cut.input_size[0]}x{cut.input_size[1]}, {len(cut.anchors)} anchors from the graph")
-    gt = load_gt(calib)
-    image_dir = Path(images) if images else Path(calib).parent
-    import cv2
+    return targets
 
-    frames = [cv2.imread(str(image_dir / Path(im["file_name"]).name)) for im in gt["images"]]
-    if any(f is None for f in frames):
-        raise ConversionError(f"{image_dir}: an image of {calib} is missing")
-    log(f"[2/3] {len(frames)} full frames from {calib} (and their mirror images) to calibrate; judged on the same "
-        "frames against ground truth and the source")
-    calib_inputs = calibration_inputs(frames, spec)
-    source = Detector(CutSession(cut), spec)
-    src_fig = person_box_ap(gt, run_on_images(source.detect, gt, image_dir))
-    log(f"  source (cut graph, TensorFlow): box AP {src_fig['AP']:.1f}, AP50 {src_fig['AP50']:.1f}, recall@0.5 "
-        f"{src_fig['recall50']:.1f}")
-    out_dir = Path(out_dir)
-    work = Path(tempfile.mkdtemp(prefix="edge-pose-detect-"))
-    done = []
-    try:
-        for i, (fmt, precision) in enumerate(targets, 1):
-            log(f"[3/3] target {i}/{len(targets)}: {fmt}/{precision}")
-            attempts = []
-            ladder = LADDER[fmt] if precision == "int8" else [(f"plain {precision}", {})]
-            for j, (label, options) in enumerate(ladder):
-                exp = work / f"{fmt}-{precision}-{j}"
-                result = _export(fmt, cut, precision, exp, calib_inputs if precision == "int8" else None, options)
-                np.save(exp / ANCHORS, cut.anchors.astype(np.float32), allow_pickle=False)
-                note = {"kind": "coco-frames", "source": str(calib), "frames": len(calib_inputs)} \
-                    if precision == "int8" else None
-                manifest = _manifest(cut, spec, result, source_path, note)
-                staged = write_bundle(exp / "bundle", manifest, {**result.files, ANCHORS: exp / ANCHORS})
-                fmt_entry = __import__("registry").FORMATS[fmt]
-                det = open_detector(staged.path, backend=fmt_entry.backend, accelerator=fmt_entry.accelerator,
-                                    allow_degraded=True, records=False)
-                fig = person_box_ap(gt, run_on_images(det.detect, gt, image_dir))
-                fig = {**fig, "ap_source": src_fig["AP"], "ap_drop": src_fig["AP"] - fig["AP"],
-                       "recall_drop": src_fig["recall50"] - fig["recall50"],
-                       "execution_precision": det.loaded.session.describe().get("execution_precision")}
-                missed = thresholds.check(fig)
-                log(f"  {fmt}/{precision} ({label}): box AP {fig['AP']:.1f} (source {src_fig['AP']:.1f}), "
-                    f"recall@0.5 {fig['recall50']:.1f}" + (f"; missed: {'; '.join(missed)}" if missed else ""))
-                attempts.append((label, fig, missed, staged))
-                if not missed:
-                    break
-            label, fig, missed, staged = min(attempts, key=lambda a: (bool(a[2]), a[1]["ap_drop"]))
-            if missed and not allow_degraded:
-                raise ConversionError(f"detect {fmt}/{precision} misses the fidelity bar after {len(attempts)} "
-                                      f"attempt(s): " + "; ".join(f"{a[0]}: {'; '.join(a[2])}" for a in attempts)
-                                      + " (--allow-degraded keeps the closest one)")
-            m = staged.manifest
-            m.fidelity = {**fig, "passed": not missed, "degraded": bool(missed), "missed": missed,
-                          "mitigation": label, "thresholds": thresholds.__dict__, "reference": "source (cut graph)",
-                          "evaluation": {"source": str(calib), "frames": len(frames), "ground_truth": True},
-                          "attempts": [{"mitigation": a[0], "ap": a[1]["AP"], "missed": a[2]} for a in attempts]}
-            name = f"{m.model['name']}-{fmt}-{precision}"
-            bundle = write_bundle(out_dir / name, m, {n: staged.path / n for n in m.files})
-            log(f"  {fmt}/{precision}: wrote {bundle.path}")
-            done.append(DetectConverted(bundle, fig, {"bundle": name, "precision": precision, **fig,
-                                                      "passed": not missed}))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return done
+
+def _target(fmt, precision, cut, spec, judging, src_fig, source_path, out_dir, work, thresholds, allow_degraded,
+            rungs, title, log) -> DetectConverted:
+    """One target: climb its ladder (int8) or build it once (float), then write the chosen bundle."""
+    from calibration.detect_fidelity import box_agreement, person_box_ap
+    from converters.detect.export import calibration_inputs
+    from converters.detect.ladder import LADDER, climb, closest, out_of_fold
+    from edge_pose.detect.bundle import open_detector
+    from registry import FORMATS
+
+    log(title)
+    count = [0]
+
+    def build(options, frames, tag):
+        count[0] += 1
+        exp = work / f"{fmt}-{precision}-{count[0]}"
+        zoom = options.get("zoom")  # a calibration view, not an export option
+        calib = calibration_inputs(frames, spec, zoom=zoom) if frames is not None else None
+        result = _export(fmt, cut, precision, exp, calib, {k: v for k, v in options.items() if k != "zoom"})
+        np.save(exp / ANCHORS, cut.anchors.astype(np.float32), allow_pickle=False)
+        note = {"kind": judging.scheme, "source": judging.calib_source, "frames": len(calib), "mirrors": True,
+                "zoom": zoom} if calib is not None else None
+        staged = write_bundle(exp / "bundle", _manifest(cut, spec, result, source_path, note),
+                              {**result.files, ANCHORS: exp / ANCHORS})
+        det = open_detector(staged.path, backend=FORMATS[fmt].backend, accelerator=FORMATS[fmt].accelerator,
+                            allow_degraded=True, records=False)
+        return det, staged
+
+    def figures(dets):
+        fig = person_box_ap(judging.gt, dets)
+        return {**fig, "ap_source": src_fig["AP"], "ap_drop": src_fig["AP"] - fig["AP"],
+                "recall_drop": src_fig["recall50"] - fig["recall50"],
+                "agreement": box_agreement(src_fig["detections_by_image"], dets)}  # reported beside, not judged
+
+    def judge(label, options):
+        if precision != "int8":  # nothing calibrated: every image judges the one model
+            det, staged = build(options, None, "float")
+            fig = figures({i: det.detect(f) for i, f in judging.frames.items()})
+        else:
+            dets, staged_folds = out_of_fold(judging, build, options, label, log)
+            fig = figures(dets)
+            staged = staged_folds[0] if judging.bundle_is_judged else None
+        missed = thresholds.check(fig)
+        log(f"  {fmt}/{precision} ({label}): box AP {fig['AP']:.1f} (source {src_fig['AP']:.1f}), recall@0.5 "
+            f"{fig['recall50']:.1f}" + (f"; missed: {'; '.join(missed)}" if missed else ""))
+        return fig, staged
+
+    ladder = (rungs or LADDER[fmt]) if precision == "int8" else [(f"plain {precision}", {})]
+    attempts = climb(ladder, judge, thresholds.check, log)
+    chosen = closest(attempts)
+    if chosen.missed and not allow_degraded:
+        raise ConversionError(f"detect {fmt}/{precision} misses the fidelity bar after {len(attempts)} attempt(s): "
+                              + "; ".join(f"{a.label}: {'; '.join(a.missed)}" for a in attempts)
+                              + " (--allow-degraded keeps the closest one)")
+    fig, staged, extra = chosen.figures, chosen.staged, {}
+    if staged is None:  # cross-calibrated: the bundle is the chosen recipe calibrated on every frame
+        log(f"  {fmt}/{precision}: calibrating the bundle on all {len(judging.bundle_frames)} frame(s) and their "
+            f"mirror images by the chosen recipe ({chosen.label})")
+        det, staged = build(chosen.options, judging.bundle_frames, "bundle")
+        own = figures({i: det.detect(f) for i, f in judging.frames.items()})
+        extra["in_sample"] = {k: own[k] for k in ("AP", "AP50", "recall50", "ap_drop")}
+        extra["in_sample"]["note"] = "the written bundle on the frames it was calibrated on: not the judge"
+    m = staged.manifest
+    missed = chosen.missed
+    m.fidelity = {**fig, **extra, "passed": not missed, "degraded": bool(missed), "missed": missed,
+                  "mitigation": chosen.label, "thresholds": thresholds.__dict__, "reference": "source (cut graph)",
+                  "evaluation": {**(judging.record() if precision == "int8" else
+                                    {"scheme": "all images (nothing calibrated)", "source": judging.gt_source,
+                                     "judged_images": sorted(judging.frames)}), "ground_truth": True},
+                  "execution_precision": m.execution_precision,
+                  "attempts": [{"mitigation": a.label, "ap": a.figures["AP"], "missed": a.missed}
+                               for a in attempts]}
+    name = f"{m.model['name']}-{fmt}-{precision}"
+    bundle = write_bundle(out_dir / name, m, {n: staged.path / n for n in m.files})
+    log(f"  {fmt}/{precision}: wrote {bundle.path}")
+    return DetectConverted(bundle, fig, {"bundle": name, "precision": precision, **fig, "mitigation": chosen.label,
+                                         "passed": not missed})

@@ -23,14 +23,26 @@ TFLITE_PRECISIONS = ("fp32", "fp16", "int8")
 OPENVINO_PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # bf16: the FP32 IR, run with bf16 arithmetic
 
 
-def calibration_inputs(images_bgr: Iterable[np.ndarray], spec: dict, flips: bool = True) -> np.ndarray:
+def calibration_inputs(images_bgr: Iterable[np.ndarray], spec: dict, flips: bool = True,
+                       zoom: float | None = None) -> np.ndarray:
     """Frames -> the detector's input tensors [N, h, w, 3] by the runtime's own preprocessing (and mirror images,
-    which are real frames too: a 4-image set doubles without inventing pixels)."""
+    which are real frames too: a 4-image set doubles without inventing pixels).
+
+    zoom (e.g. 0.8) adds each frame's centre crop of that share of its height and width, as a camera zoomed in by
+    1/zoom would see it: the same pixels at a larger scale, so people appear at more of the detector's anchor sizes.
+    """
     from edge_pose.detect.detector import Detector
 
     det = Detector(None, spec)
-    out = []
+    views = []
     for img in images_bgr:
+        views.append(img)
+        if zoom:
+            h, w = img.shape[:2]
+            dh, dw = int(round(h * (1 - zoom) / 2)), int(round(w * (1 - zoom) / 2))
+            views.append(np.ascontiguousarray(img[dh:h - dh, dw:w - dw]))
+    out = []
+    for img in views:
         out.append(det.prepare(img)[0][0])
         if flips:
             out.append(det.prepare(np.ascontiguousarray(img[:, ::-1]))[0][0])
