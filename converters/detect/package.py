@@ -126,7 +126,13 @@ def package_detector(model_path, out_dir, facts: dict[str, Any], *, formats=(), 
                 if fmt == "openvino":
                     files["model.bin"] = model_path.with_suffix(".bin")
                 note = f"packaged as given ({model_path.name}), not converted"
+                precision = "fp32"
+                if kind != "onnx":  # a ready int8 or fp16 file says so in its tensors
+                    from converters.sources.ready import file_precision
+
+                    precision = file_precision(model_path, kind)
             else:  # ONNX -> OpenVINO IR, read from the ONNX itself
+                precision = "fp32"
                 import openvino as ov
 
                 ov.save_model(ov.convert_model(str(model_path)), str(exp / "model.xml"), compress_to_fp16=False)
@@ -134,7 +140,7 @@ def package_detector(model_path, out_dir, facts: dict[str, Any], *, formats=(), 
                 note = f"OpenVINO IR read from {model_path.name}"
             manifest = Manifest(
                 model={"name": facts.get("name") or model_path.stem, "family": spec["head"], "untrained": False},
-                format=fmt, model_file=FORMATS[fmt].model_file, precision="fp32",
+                format=fmt, model_file=FORMATS[fmt].model_file, precision=precision,
                 input=InputSpec(name=in_name, height=h, width=w, layout=layout, dtype="float32",
                                 color=spec.get("color", "rgb"), mean=tuple(spec.get("mean", (0, 0, 0))),
                                 std=tuple(spec.get("std", (1, 1, 1)))),
@@ -154,12 +160,14 @@ def package_detector(model_path, out_dir, facts: dict[str, Any], *, formats=(), 
             agree = fig.get("matched_fraction", 1.0)
             passed = source is None or agree >= 0.99
             m = staged.manifest
-            m.fidelity = {**fig, "passed": passed, "degraded": not passed,
+            # a ready file with no source to compare with was run, not judged: it says so, as packaged pose files do
+            m.fidelity = {**fig, "passed": passed if source is not None else None, "degraded": not passed,
+                          "judged": source is not None,
                           "reference": "source (ONNX Runtime, same decoder)" if source is not None else
                           "none (a packaged file has no other source)"}
             if not passed:
                 raise ConversionError(f"{fmt}: boxes agree with the source on only {agree:.0%} of its boxes")
-            name = f"{m.model['name']}-{fmt}-fp32"
+            name = f"{m.model['name']}-{fmt}-{precision}"
             bundle = write_bundle(Path(out_dir) / name, m, {n: staged.path / n for n in m.files})
             log(f"  {fmt}: wrote {bundle.path} ({note}; " + ", ".join(f"{k} {v:.3g}" for k, v in fig.items()
                                                                    if isinstance(v, float)) + ")")

@@ -147,6 +147,17 @@ def _openvino_precision(model) -> str:
     return "fp16" if "f16" in consts else "fp32"
 
 
+def file_precision(path: Path, kind: str) -> str:
+    """The precision a ready .tflite or OpenVINO .xml computes in, read from its tensors (see the two readers)."""
+    if kind == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        return _tflite_precision(Interpreter(model_path=str(path)))
+    import openvino as ov
+
+    return _openvino_precision(ov.Core().read_model(str(path)))
+
+
 def _dims(partial) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in partial]
 
