@@ -227,7 +227,14 @@ def build_model(name: str, input_size=(256, 192), checkpoint=None, seed: int = 0
     except ImportError as exc:
         raise ZooError(f"{name}: cannot build ({exc}); install edge-pose[convert]") from None
     if state is None:
-        seed_weights(model, seed)
+        if for_format:  # seeded draws follow the layer order, which differs between graph forms: the default's
+            default = entry.build(size, num_keypoints)
+            seed_weights(default, seed)
+            for layer in default.layers:
+                if layer.weights:
+                    model.get_layer(layer.name).set_weights(layer.get_weights())
+        else:
+            seed_weights(model, seed)
         return model
     from converters.weights import load_state_dict
 
