@@ -272,6 +272,6 @@ def test_litehrnet_openvino_graph_compiles_without_shuffles_or_layout_copies():
     assert layers["Reorder"] <= 2  # the NHWC input and output only
     spec = SPECS[18]
     blocks = sum(m * b for m, b in zip(spec.num_modules, spec.num_blocks))
-    assert layers["Split"] == layers["Concatenation"] == blocks + 1  # + the stem's
+    assert layers["Split"] == blocks and layers["Concatenation"] == blocks + 1  # + the stem's
     x = np.random.default_rng(0).normal(size=(1, 256, 192, 3)).astype(np.float32)
     assert rel_max(compiled(x)[0].transpose(0, 3, 1, 2), source.run(x)) < 1e-5  # source.run: NCHW heatmaps
