@@ -1,7 +1,7 @@
 """OpenVINO against LiteRT on this CPU: Lite-HRNet-18/-30, fp32 and int8, at the same thread counts.
 
     python benchmarks/openvino_vs_litert.py [--depths 18,30] [--threads 1,2] [--runs 40] [--burst 5]
-        [--repeat 3] [--out DIR] [--also BUNDLE ...] [--profile]
+        [--repeat 3] [--processes] [--out DIR] [--also BUNDLE ...] [--profile]
 
 Bundles come from `edge-pose convert litehrnet-D --format tflite --format openvino --precision fp32 --precision
 int8` (seeded weights: timing only; int8 calibrated on coco-mini's detector boxes, kept even where the guard
@@ -11,6 +11,8 @@ converters.models.litehrnet_openvino graph). Timing runs in this process without
 count, every bundle of that depth interleaved (turn after turn, `--burst` inferences per turn; a short idle before
 each turn so one session's worker threads are asleep before the next runs), `--repeat` times; the table gives the
 p50 of each run (a range over the runs) and the ratios OpenVINO/LiteRT and int8/fp32 measured within one run.
+`--processes` times each bundle alone in its own process instead, the bundles one after the other, every run:
+at 2 threads on 2 cores the two runtimes' worker threads slow each other when they share a process.
 `--burst 1` times every inference right after another model's: OpenVINO loses more than LiteRT to the cold caches
 (Lite-HRNet-18 fp32 at one thread measured 0.82-0.86x LiteRT's p50 in bursts, about 1.0x switching every inference).
 `--also` adds bundles (e.g. an OpenVINO bundle from the default graph) to every run of their depth.
@@ -77,6 +79,7 @@ def time_interleaved(paths: list[Path], threads: int, runs: int, pause_ms: float
     import numpy as np
 
     loaded = [(p, *_open(p, threads)) for p in paths]
+    time.sleep(1.0)  # OpenVINO's compile leaves threads busy for a few hundred ms (LiteRT ran 2x slower meanwhile)
     for _, session, x in loaded:
         for _ in range(warmup):
             session.infer(x)
@@ -90,6 +93,21 @@ def time_interleaved(paths: list[Path], threads: int, runs: int, pause_ms: float
                 if k or burst == 1:
                     times[p].append((time.perf_counter() - start) * 1e3)
     return {p: float(np.median(t)) for p, t in times.items()}
+
+
+def time_in_processes(paths: list[Path], threads: int, runs: int, pause_ms: float, burst: int) -> dict[Path, float]:
+    """p50 (ms) per bundle, each timed alone in a fresh process, one after the other: no other runtime's worker
+    threads in the process. In one process, at 2 threads on 2 cores, OpenVINO's TBB workers and XNNPACK's
+    pthreadpool slowed each other (LiteRT Lite-HRNet-18 fp32 measured 8 ms next to an OpenVINO session, 4 ms
+    alone)."""
+    out = {}
+    for p in paths:
+        cmd = [sys.executable, __file__, "--time-one", str(p), "--threads", str(threads), "--runs", str(runs),
+               "--pause-ms", str(pause_ms), "--burst", str(burst)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ,
+                                                                                     "PYTHONPATH": str(ROOT)})
+        out[p] = float(done.stdout.split()[-1])
+    return out
 
 
 def _span(values: list[float], fmt: str) -> str:
@@ -113,8 +131,14 @@ def main() -> int:
                                                          "inference right after another model's, caches cold)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--also", type=Path, nargs="*", default=[], help="more Lite-HRNet bundles to time alongside")
+    ap.add_argument("--processes", action="store_true", help="time each bundle alone in its own process, one after "
+                                                             "the other (no other runtime's threads beside it)")
     ap.add_argument("--profile", action="store_true", help="also print where each OpenVINO fp32 bundle's time goes")
+    ap.add_argument("--time-one", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.time_one:
+        print(time_interleaved([args.time_one], int(args.threads), args.runs, args.pause_ms, args.burst)[args.time_one])
+        return 0
     depths = [int(d) for d in args.depths.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
     for depth in depths:
@@ -124,7 +148,8 @@ def main() -> int:
     env = collect()
     turn = (f"{args.burst} inferences per turn, the first untimed" if args.burst > 1 else
             "1 inference per turn (caches cold from the previous model)")
-    print(f"CPU: {env.get('cpu_model')} ({env.get('cpu_count')} cores); bundles interleaved, {turn}, "
+    where = "each bundle alone in its own process, one after the other" if args.processes else "bundles interleaved"
+    print(f"CPU: {env.get('cpu_model')} ({env.get('cpu_count')} cores); {where}, {turn}, "
           f"{args.runs} turns per bundle and run, {args.pause_ms:g} ms idle before each turn, {args.repeat} runs "
           f"(ranges over the runs; ratios within each run); OpenVINO compiled at f32 (read back)")
     head = (f"{'model':<14} {'thr':>3}  {'LiteRT fp32':>11} {'OV fp32':>11} {'OV/LiteRT':>9}  {'LiteRT int8':>11} "
@@ -135,7 +160,8 @@ def main() -> int:
         paths = {t: bundle_dir(args.out, depth, *t) for t in TARGETS}
         also = [p for p in args.also if _depth_of(p) == depth]
         for n in threads:
-            runs = [time_interleaved(list(paths.values()) + also, n, args.runs, args.pause_ms, args.burst)
+            timer = time_in_processes if args.processes else time_interleaved
+            runs = [timer(list(paths.values()) + also, n, args.runs, args.pause_ms, args.burst)
                     for _ in range(args.repeat)]
             p50 = {t: [r[p] for r in runs] for t, p in paths.items()}
 
