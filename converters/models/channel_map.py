@@ -42,6 +42,8 @@ class MappedConv2D(layers.Conv2D):
     def __init__(self, filters, kernel_size, in_index=None, out_index=None, out_fill: float = 0.0, **kwargs):
         super().__init__(filters, kernel_size, **kwargs)
         self.in_index, self.out_index, self.out_fill = _index(in_index), _index(out_index), float(out_fill)
+        if self.out_fill and not self.use_bias:
+            raise ValueError(f"{self.name}: a constant output fill needs a bias")
 
     def build(self, input_shape):
         logical = tuple(input_shape[:-1]) + (self._logical_in(input_shape),)
@@ -61,8 +63,6 @@ class MappedConv2D(layers.Conv2D):
         outputs = self.convolution_op(inputs, kernel)
         if self.use_bias:
             outputs = ops.add(outputs, _gather(self.bias, self.out_index, 0, [self.out_fill]))
-        elif self.out_index is not None and -1 in self.out_index and self.out_fill:
-            raise ValueError(f"{self.name}: a constant fill needs a bias")
         return outputs
 
     def get_config(self):
