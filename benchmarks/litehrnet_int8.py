@@ -61,7 +61,7 @@ def convert_variant(out: Path, depth: int, variant: str) -> None:
 
     from calibration.fidelity import Thresholds
     from calibration.plan import calibration_and_eval
-    from converters.convert import Pipeline
+    from converters.convert import Conversion
     from converters.guard import run_guard
     from converters.sources import facts as F
     from converters.sources.keras_source import load_zoo
@@ -78,7 +78,7 @@ def convert_variant(out: Path, depth: int, variant: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="edge-pose-bench-"))
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        pipe = Pipeline(source, calib, evals, work, Thresholds(), 0, None, None, log)
+        pipe = Conversion(source, calib, evals, work, Thresholds(), 0, None, None, log)
         for precision in precisions:
             target = bundle_dir(out, depth, variant, precision)
             if (target / "edge_pose.json").is_file():

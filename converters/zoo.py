@@ -75,9 +75,11 @@ def _cpm(input_size, num_keypoints):
 
 _SIZES = ((256, 192), (384, 288))
 # Lite-HRNet int8 on XNNPACK from the int8 form: one delegate partition instead of 25, 0.71x of fp32's p50 instead
-# of 1.21x (Lite-HRNet-18; -30: 0.64x against 1.23x), benchmarks/litehrnet_int8.py. OpenVINO's form was not faster
-# in most runs, so OpenVINO keeps the default graph.
-_LITEHRNET_FORMS = (("tflite", "int8", "tflite-int8"),)
+# of 1.21x (Lite-HRNet-18; -30: 0.64x against 1.23x), benchmarks/litehrnet_int8.py. OpenVINO from its own graph,
+# with no channel shuffle, split or concatenation of halves to copy (converters.models.litehrnet_openvino),
+# benchmarks/openvino_vs_litert.py.
+_LITEHRNET_FORMS = (("tflite", "int8", "tflite-int8"),
+                    *(("openvino", p, "openvino") for p in ("fp32", "fp16", "bf16", "int8")))
 ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("litehrnet-18", "litehrnet", _litehrnet(18), _SIZES, 4, 32,
              ("td-hm_litehrnet-18_8xb64-210e_coco-256x192", "td-hm_litehrnet-18_8xb32-210e_coco-384x288"),
@@ -227,7 +229,14 @@ def build_model(name: str, input_size=(256, 192), checkpoint=None, seed: int = 0
     except ImportError as exc:
         raise ZooError(f"{name}: cannot build ({exc}); install edge-pose[convert]") from None
     if state is None:
-        seed_weights(model, seed)
+        if for_format:  # seeded draws follow the layer order, which differs between graph forms: the default's
+            default = entry.build(size, num_keypoints)
+            seed_weights(default, seed)
+            for layer in default.layers:
+                if layer.weights:
+                    model.get_layer(layer.name).set_weights(layer.get_weights())
+        else:
+            seed_weights(model, seed)
         return model
     from converters.weights import load_state_dict
 

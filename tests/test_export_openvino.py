@@ -243,3 +243,36 @@ def test_unreadable_model_is_one_clear_line(onnx_source, tmp_path):
         export_openvino(onnx_source, "int8", tmp_path / "out")
     with pytest.raises(ConversionError, match="precision 'int4' unsupported"):
         export_openvino(onnx_source, "int4", tmp_path / "out")
+
+
+def test_litehrnet_openvino_graph_compiles_without_shuffles_or_layout_copies():
+    """OpenVINO's Lite-HRNet graph (the zoo's form for every OpenVINO precision) reaches the CPU plugin with a
+    static shape and no channel shuffle in any form, and compiles with no Transpose or Reorder between layers and
+    one Split and one Concat per block (the cross-resolution gates' small pooled tensors; and the stem's Concat),
+    where the default graph compiles with 214 Transposes, 114 Reorders and a Split, a Concat and a shuffle per
+    branch and block."""
+    from collections import Counter
+
+    import openvino as ov
+
+    from converters.export.openvino_read import read_static_model
+    from converters.models.litehrnet import SPECS
+    from converters.sources import load_source
+    from converters.zoo import ZOO
+
+    assert {ZOO["litehrnet-18"].graph_form("openvino", p) for p in ("fp32", "fp16", "bf16", "int8")} == {"openvino"}
+    source = load_source("litehrnet-18", for_format="openvino")
+    model = read_static_model(source)
+    shape = model.inputs[0].get_partial_shape()
+    assert shape.is_static and list(shape.to_shape()) == [1, 256, 192, 3]
+    assert not {"Gather", "ShuffleChannels", "Reshape", "StridedSlice"} & {op.get_type_name()
+                                                                          for op in model.get_ordered_ops()}
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
+    layers = Counter(op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops())
+    assert layers["Transpose"] == layers["Gather"] == layers["ShuffleChannels"] == 0
+    assert layers["Reorder"] <= 2  # the NHWC input and output only
+    spec = SPECS[18]
+    blocks = sum(m * b for m, b in zip(spec.num_modules, spec.num_blocks))
+    assert layers["Split"] == blocks and layers["Concatenation"] == blocks + 1  # + the stem's
+    x = np.random.default_rng(0).normal(size=(1, 256, 192, 3)).astype(np.float32)
+    assert rel_max(compiled(x)[0].transpose(0, 3, 1, 2), source.run(x)) < 1e-5  # source.run: NCHW heatmaps

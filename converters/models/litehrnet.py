@@ -45,7 +45,7 @@ class GraphForms:
 
     The defaults are the forms fp32 XNNPACK runs fastest. int8 XNNPACK runs AVERAGE_POOL_2D and a standalone RELU
     (own output scale) only in float, which split the delegated graph into 25 partitions, and its int8 TRANSPOSE
-    with an inner dimension of 2 (the channel shuffle) was a quarter of the model's time. OpenVINO: see FORMS."""
+    with an inner dimension of 2 (the channel shuffle) was a quarter of the model's time."""
 
     pool: str = "pool"  # adaptive average pooling: "pool" (AVERAGE_POOL_2D) or "depthwise" (1/n depthwise conv)
     shuffle: str = "transpose"  # channel shuffle: "transpose" (4-D reshape/transpose), "conv" (permutation 1x1)
@@ -59,12 +59,10 @@ class GraphForms:
 
 FORMS = {"tflite": GraphForms(),
          "tflite-int8": GraphForms(pool="depthwise", shuffle="conv", gate="broadcast", relu_fused=True,
-                                   split="halves"),
-         # OpenVINO's TF frontend keeps NHWC and wraps every Reshape in layout Transposes (214 of them, 28% of
-         # the fp32 time) and cannot move them past channel StridedSlices: no reshapes, Split instead of slices,
-         # Interpolate for nearest upsampling, the shuffle as a permutation conv (a Gather needs a planar-layout
-         # Reorder before it, which cost more than the transposes); measured 1.7x faster than the default form
-         "openvino": GraphForms(shuffle="conv", upsample="resize", split="split")}
+                                   split="halves")}
+# OpenVINO's graph is another builder (litehrnet_openvino): no channel shuffle, split or concatenation of halves
+# at all, where these forms only choose how to express them
+GRAPHS = (*FORMS, "openvino")
 
 
 def _act(x, act: str | None):
@@ -240,24 +238,8 @@ def _iterative_head(ys, name: str):
     return last
 
 
-def build_litehrnet(depth: int, input_size=(256, 192), num_keypoints: int = 17, for_format: str = "tflite"
-                    ) -> keras.Model:
-    """Lite-HRNet-{18,30} with IterativeHead and HeatmapHead (no deconv, 1x1 final layer): input "input"
-    (1, H, W, 3) NHWC normalised RGB, output heatmaps (1, H/4, W/4, num_keypoints).
-
-    for_format picks the graph forms of the static ops (FORMS): every form computes the same function, each is
-    the one its runtime runs fastest. Weights and layer names are the same for all."""
-    if depth not in SPECS:
-        raise ConversionError(f"Lite-HRNet depth must be one of {sorted(SPECS)}, got {depth}")
-    if for_format not in FORMS:
-        raise ConversionError(f"Lite-HRNet graph form must be one of {sorted(FORMS)}, got {for_format!r}")
-    forms = FORMS[for_format]
-    spec = SPECS[depth]
-    height, width = (int(s) for s in input_size)
-    coarsest = 4 * 2 ** (max(spec.num_branches) - 1)
-    if height % coarsest or width % coarsest:
-        raise ConversionError(f"Lite-HRNet input size must be a multiple of {coarsest}, got {height}x{width}")
-    inputs = model_input((height, width))
+def _body(inputs, spec: LiteHRNetSpec, forms: GraphForms):
+    """Backbone and IterativeHead: the finest branch's features."""
     ys = [_stem(inputs, spec.stem_channels, "backbone.stem", forms)]
     channels_pre = [spec.stem_channels]
     for s, channels in enumerate(spec.num_channels):
@@ -268,6 +250,31 @@ def build_litehrnet(depth: int, input_size=(256, 192), num_keypoints: int = 17, 
                 ys = _conditional_channel_weighting(ys, spec.reduce_ratios[s], f"{module}.layers.{b}", forms)
             ys = _fuse(ys, f"{module}.fuse_layers", forms)
         channels_pre = list(channels)
-    features = _iterative_head(ys, "backbone.head_layer")
+    return _iterative_head(ys, "backbone.head_layer")
+
+
+def build_litehrnet(depth: int, input_size=(256, 192), num_keypoints: int = 17, for_format: str = "tflite"
+                    ) -> keras.Model:
+    """Lite-HRNet-{18,30} with IterativeHead and HeatmapHead (no deconv, 1x1 final layer): input "input"
+    (1, H, W, 3) NHWC normalised RGB, output heatmaps (1, H/4, W/4, num_keypoints).
+
+    for_format picks the graph forms of the static ops (FORMS): every form computes the same function, each is
+    the one its runtime runs fastest. Weights and layer names are the same for all."""
+    if depth not in SPECS:
+        raise ConversionError(f"Lite-HRNet depth must be one of {sorted(SPECS)}, got {depth}")
+    if for_format not in GRAPHS:
+        raise ConversionError(f"Lite-HRNet graph form must be one of {sorted(GRAPHS)}, got {for_format!r}")
+    spec = SPECS[depth]
+    height, width = (int(s) for s in input_size)
+    coarsest = 4 * 2 ** (max(spec.num_branches) - 1)
+    if height % coarsest or width % coarsest:
+        raise ConversionError(f"Lite-HRNet input size must be a multiple of {coarsest}, got {height}x{width}")
+    inputs = model_input((height, width))
+    if for_format == "openvino":
+        from converters.models.litehrnet_openvino import build_body
+
+        features = build_body(inputs, spec)
+    else:
+        features = _body(inputs, spec, FORMS[for_format])
     heatmaps = conv2d(features, num_keypoints, 1, name="head.final_layer")
     return keras.Model(inputs, heatmaps, name=f"litehrnet{depth}_{height}x{width}")
