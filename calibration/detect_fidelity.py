@@ -104,19 +104,22 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def box_agreement(reference: Detections, candidate: Detections, min_score: float = 0.3) -> dict[str, float]:
-    """How well `candidate` reproduces `reference` (both above min_score): mean best IoU per reference box, the
-    share of reference boxes matched at IoU >= 0.5, and the box counts (an extra candidate box is not a miss, so
-    the counts are reported beside)."""
+def box_agreement(reference: Detections, candidate: Detections, min_score: float = 0.3,
+                  candidate_min_score: float | None = None) -> dict[str, float]:
+    """How well `candidate` reproduces `reference` (reference boxes above min_score, candidate boxes above
+    candidate_min_score, default the same): mean best IoU per reference box, the share of reference boxes matched
+    at IoU >= 0.5, and the box counts (an extra candidate box is not a miss, so the counts are reported beside)."""
+    cand_min = min_score if candidate_min_score is None else candidate_min_score
     best, ref_n, cand_n = [], 0, 0
     for i in sorted(reference):
         r = np.asarray(reference[i], np.float64).reshape(-1, 5)
         c = np.asarray(candidate.get(i, np.zeros((0, 5))), np.float64).reshape(-1, 5)
-        r, c = r[r[:, 4] >= min_score], c[c[:, 4] >= min_score]
+        r, c = r[r[:, 4] >= min_score], c[c[:, 4] >= cand_min]
         ref_n, cand_n = ref_n + len(r), cand_n + len(c)
         if len(r):
             best.extend(_iou(r, c).max(axis=1) if len(c) else np.zeros(len(r)))
     best = np.asarray(best)
     return {"mean_best_iou": float(best.mean()) if len(best) else 1.0,
             "matched_fraction": float((best >= 0.5).mean()) if len(best) else 1.0,
-            "reference_boxes": ref_n, "candidate_boxes": cand_n, "min_score": min_score}
+            "reference_boxes": ref_n, "candidate_boxes": cand_n, "min_score": min_score,
+            "candidate_min_score": cand_min}

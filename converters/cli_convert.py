@@ -137,7 +137,8 @@ def _run_detect(args) -> int:
     else:
         from edge_pose.cli.table import format_table
 
-        keys = ["bundle", "mitigation", "AP", "AP50", "recall50", "ap_source", "ap_drop", "passed"]
+        keys = ["bundle", "mitigation", "AP", "AP50", "recall50", "ap_source", "ap_drop", "matched", "mean_iou",
+                "passed"]
         print(format_table(keys, [[r.get(k) if not isinstance(r.get(k), float) else f"{r[k]:.2f}" for k in keys]
                                   for r in rows]))
     return 0

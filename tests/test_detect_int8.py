@@ -191,3 +191,37 @@ def test_large_coco_files_stay_bounded():
     assert j.record()["bundle_calibrated_on"] == list(j.bundle_ids) and len(j.bundle_ids) == 2
     for f in j.folds:
         assert not set(f.calibrated_on) & set(f.judged)
+
+
+def test_frames_without_ground_truth_judge_by_agreement_out_of_fold(tmp_path):
+    """--calib FRAMES alone: no annotations, so each frame is detected by an int8 model calibrated on the other fold's
+    frames and judged by how many of the source's confident boxes it finds again, and how tightly."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("000000000785.jpg", "000000196141.jpg"):
+        shutil.copy(coco_mini() / name, frames / name)
+    shutil.copy(shared("data", "astronaut.png"), frames / "astronaut.png")
+    r = _cli("convert", str(shared(*SSD)), "--task", "detect", "--format", "tflite", "--precision", "fp32",
+             "--precision", "int8", "--calib", str(frames), "--folds", "2", "--out", str(tmp_path / "o"),
+             "--allow-degraded")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "by agreement with the source (no ground truth)" in r.stderr
+    for precision in ("fp32", "int8"):
+        m = load_bundle(tmp_path / "o" / f"ssdlite-mobilenetv2-person-tflite-{precision}").manifest
+        fid = m.fidelity
+        assert "AP" not in fid and fid["evaluation"]["ground_truth"] is False
+        agree = fid["agreement"]
+        assert agree["reference_boxes"] >= 3 and agree["candidate_min_score"] < agree["min_score"]
+        assert fid["passed"] == (agree["matched_fraction"] >= 0.9 and agree["mean_best_iou"] >= 0.8)
+        if precision == "fp32":  # the float bundle is the source's graph: the same boxes
+            assert agree["matched_fraction"] == 1.0 and agree["mean_best_iou"] > 0.99
+        else:
+            folds = fid["evaluation"]["folds"]
+            assert len(folds) == 2 and sorted(sum((f["judged"] for f in folds), [])) == [0, 1, 2]
+            check_disjoint([Fold(tuple(f["calibrated_on"]), tuple(f["judged"])) for f in folds], [0, 1, 2])
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(shared("data", "astronaut.png"), one / "astronaut.png")
+    r = _cli("convert", str(shared(*SSD)), "--task", "detect", "--format", "tflite", "--precision", "int8",
+             "--calib", str(one), "--out", str(tmp_path / "o2"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "at least 2 frames" in r.stderr, r.stderr[-2000:]

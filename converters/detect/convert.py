@@ -24,15 +24,27 @@ from edge_pose.bundle import InputSpec, Manifest, write_bundle
 # fp16 and bf16 are held to the same box AP bar as int8 (a detector's boxes are what the pose model sees)
 TARGETS = {"tflite": ("fp32", "fp16", "int8"), "openvino": ("fp32", "fp16", "bf16", "int8")}
 ANCHORS = "anchors.npy"
+AGREE_SCORE = 0.3  # the source's boxes that count as people when there is no ground truth
 
 
 @dataclass
 class DetectThresholds:
     max_ap_drop: float = 1.0  # person box AP points (0..100) against the source on the same frames
     max_recall_drop: float = 1.0  # recall at IoU 0.5, points
+    # without ground truth: the source's confident boxes (score >= 0.3) found again at IoU >= 0.5 by the bundle's
+    # boxes down to half that score (so a score that moves across 0.3 is not a lost person), and how tightly
+    min_matched: float = 0.9
+    min_mean_iou: float = 0.8
 
     def check(self, figures: dict[str, float]) -> list[str]:
         missed = []
+        if "AP" not in figures:  # judged by agreement with the source
+            a = figures["agreement"]
+            if not a["matched_fraction"] >= self.min_matched:
+                missed.append(f"source boxes found {a['matched_fraction']:.2f} < {self.min_matched}")
+            if not a["mean_best_iou"] >= self.min_mean_iou:
+                missed.append(f"mean best IoU {a['mean_best_iou']:.2f} < {self.min_mean_iou}")
+            return missed
         if not figures["ap_drop"] <= self.max_ap_drop:
             missed.append(f"box AP drop {figures['ap_drop']:.2f} > {self.max_ap_drop} points")
         if not figures["recall_drop"] <= self.max_recall_drop:
@@ -106,9 +118,14 @@ def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=N
     log(f"[2/3] {judging.describe()}")
     source = Detector(CutSession(cut), spec)
     src_dets = {i: source.detect(f) for i, f in judging.frames.items()}
-    src_fig = {**person_box_ap(judging.gt, src_dets), "detections_by_image": src_dets}
-    log(f"  source (cut graph, TensorFlow): box AP {src_fig['AP']:.1f}, AP50 {src_fig['AP50']:.1f}, recall@0.5 "
-        f"{src_fig['recall50']:.1f}")
+    if judging.gt is None:
+        src_fig = {"detections_by_image": src_dets}
+        n = sum(int((d[:, 4] >= AGREE_SCORE).sum()) for d in src_dets.values())
+        log(f"  source (cut graph, TensorFlow): {n} box(es) at score >= {AGREE_SCORE} on {len(src_dets)} frame(s)")
+    else:
+        src_fig = {**person_box_ap(judging.gt, src_dets), "detections_by_image": src_dets}
+        log(f"  source (cut graph, TensorFlow): box AP {src_fig['AP']:.1f}, AP50 {src_fig['AP50']:.1f}, recall@0.5 "
+            f"{src_fig['recall50']:.1f}")
     work = Path(tempfile.mkdtemp(prefix="edge-pose-detect-"))
     try:
         return [_target(fmt, precision, cut, spec, judging, src_fig, source_path, Path(out_dir), work, thresholds,
@@ -117,6 +134,16 @@ def convert_detector(source_path, out_dir, *, formats=(), precisions=(), calib=N
                 for i, (fmt, precision) in enumerate(targets, 1)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _said(fig: dict, src_fig: dict) -> str:
+    """A rung's figures in a few words: box AP against the source's, or agreement with the source's boxes."""
+    a = fig["agreement"]
+    agree = (f"{a['matched_fraction']:.0%} of the source's {a['reference_boxes']} confident boxes found, mean best "
+             f"IoU {a['mean_best_iou']:.2f}")
+    if "AP" not in fig:
+        return agree
+    return f"box AP {fig['AP']:.1f} (source {src_fig['AP']:.1f}), recall@0.5 {fig['recall50']:.1f}; {agree}"
 
 
 def _targets(formats, precisions, log) -> list[tuple[str, str]]:
@@ -168,10 +195,13 @@ def _target(fmt, precision, cut, spec, judging, src_fig, source_path, out_dir, w
         return det, staged
 
     def figures(dets):
+        agreement = box_agreement(src_fig["detections_by_image"], dets, AGREE_SCORE, AGREE_SCORE / 2)
+        if judging.gt is None:  # the judge: agreement with the source
+            return {"agreement": agreement}
         fig = person_box_ap(judging.gt, dets)
         return {**fig, "ap_source": src_fig["AP"], "ap_drop": src_fig["AP"] - fig["AP"],
                 "recall_drop": src_fig["recall50"] - fig["recall50"],
-                "agreement": box_agreement(src_fig["detections_by_image"], dets)}  # reported beside, not judged
+                "agreement": agreement}  # reported beside, not judged
 
     def judge(label, options):
         if precision != "int8":  # nothing calibrated: every image judges the one model
@@ -182,8 +212,8 @@ def _target(fmt, precision, cut, spec, judging, src_fig, source_path, out_dir, w
             fig = figures(dets)
             staged = staged_folds[0] if judging.bundle_is_judged else None
         missed = thresholds.check(fig)
-        log(f"  {fmt}/{precision} ({label}): box AP {fig['AP']:.1f} (source {src_fig['AP']:.1f}), recall@0.5 "
-            f"{fig['recall50']:.1f}" + (f"; missed: {'; '.join(missed)}" if missed else ""))
+        log(f"  {fmt}/{precision} ({label}): {_said(fig, src_fig)}" + (f"; missed: {'; '.join(missed)}" if missed
+                                                                       else ""))
         return fig, staged
 
     ladder = (rungs or LADDER[fmt]) if precision == "int8" else [(f"plain {precision}", {})]
@@ -199,7 +229,7 @@ def _target(fmt, precision, cut, spec, judging, src_fig, source_path, out_dir, w
             f"mirror images by the chosen recipe ({chosen.label})")
         det, staged = build(chosen.options, judging.bundle_frames, "bundle")
         own = figures({i: det.detect(f) for i, f in judging.frames.items()})
-        extra["in_sample"] = {k: own[k] for k in ("AP", "AP50", "recall50", "ap_drop")}
+        extra["in_sample"] = {k: own[k] for k in ("AP", "AP50", "recall50", "ap_drop", "agreement") if k in own}
         extra["in_sample"]["note"] = "the written bundle on the frames it was calibrated on: not the judge"
     m = staged.manifest
     missed = chosen.missed
@@ -207,12 +237,16 @@ def _target(fmt, precision, cut, spec, judging, src_fig, source_path, out_dir, w
                   "mitigation": chosen.label, "thresholds": thresholds.__dict__, "reference": "source (cut graph)",
                   "evaluation": {**(judging.record() if precision == "int8" else
                                     {"scheme": "all images (nothing calibrated)", "source": judging.gt_source,
-                                     "judged_images": sorted(judging.frames)}), "ground_truth": True},
+                                     "judged_images": sorted(judging.frames)}),
+                                 "ground_truth": judging.gt is not None},
                   "execution_precision": m.execution_precision,
-                  "attempts": [{"mitigation": a.label, "ap": a.figures["AP"], "missed": a.missed}
+                  "attempts": [{"mitigation": a.label, "ap": a.figures.get("AP"), "missed": a.missed,
+                                "matched": a.figures["agreement"]["matched_fraction"]}
                                for a in attempts]}
     name = f"{m.model['name']}-{fmt}-{precision}"
     bundle = write_bundle(out_dir / name, m, {n: staged.path / n for n in m.files})
     log(f"  {fmt}/{precision}: wrote {bundle.path}")
+    agree = fig["agreement"]
     return DetectConverted(bundle, fig, {"bundle": name, "precision": precision, **fig, "mitigation": chosen.label,
+                                         "matched": agree["matched_fraction"], "mean_iou": agree["mean_best_iou"],
                                          "passed": not missed})

@@ -30,15 +30,6 @@ class Fold:
     calibrated_on: tuple  # COCO image ids (cross-calibration) or frame names (separate frames)
     judged: tuple[int, ...]  # COCO image ids this fold's int8 model is run on
 
-    def describe(self) -> str:
-        text = f"judged on {len(self.frames)} annotated image(s) of {self.gt_source}"
-        if not self.folds:
-            return text
-        folds = "; ".join(f"fold {n + 1} calibrated on {list(f.calibrated_on)[:6]}"
-                          f"{' ...' if len(f.calibrated_on) > 6 else ''}, judges {list(f.judged)}"
-                          for n, f in enumerate(self.folds))
-        return f"{text}; int8 by {self.scheme}: {folds} (and mirror images)"
-
     def record(self) -> dict:
         return {"calibrated_on": list(self.calibrated_on), "judged": list(self.judged)}
 
@@ -129,7 +120,7 @@ def separate_fold(frames: list[tuple[str, np.ndarray]], judged: dict[int, np.nda
 class Judging:
     """The judged images (with ground truth), the folds, and each fold's calibration frames (BGR)."""
     scheme: str  # "cross-calibration" or "separate frames"
-    gt: dict
+    gt: dict | None  # None: frames without annotations, judged by agreement with the source
     image_dir: Path
     frames: dict[int, np.ndarray]  # judged image id -> BGR
     folds: list[Fold]
@@ -145,7 +136,9 @@ class Judging:
         return len(self.folds) == 1 and self.folds[0].calibrated_on == self.bundle_ids
 
     def describe(self) -> str:
-        text = f"judged on {len(self.frames)} annotated image(s) of {self.gt_source}"
+        text = (f"judged on {len(self.frames)} annotated image(s) of {self.gt_source}" if self.gt is not None else
+                f"judged on {len(self.frames)} frame(s) of {self.gt_source} by agreement with the source (no ground "
+                "truth)")
         if not self.folds:
             return text
         folds = "; ".join(f"fold {n + 1} calibrated on {list(f.calibrated_on)[:6]}"
@@ -185,12 +178,13 @@ def judging(calib, eval_data=None, images=None, folds: int = DEFAULT_FOLDS, limi
     from calibration.readers import read_image
 
     if calib is None:
-        raise ConversionError("--task detect needs --calib COCO.json (person boxes: frames to calibrate and judge on) "
-                              "or --calib FRAMES --eval COCO.json")
+        raise ConversionError("--task detect needs --calib COCO.json (person boxes: frames to calibrate and judge on), "
+                              "--calib FRAMES --eval COCO.json, or --calib FRAMES alone (judged by agreement)")
     coco = eval_data if eval_data is not None else calib
+    if eval_data is not None and Path(coco).suffix.lower() != ".json":
+        raise ConversionError(f"{coco}: --eval for --task detect is a COCO JSON with person boxes")
     if Path(coco).suffix.lower() != ".json":
-        raise ConversionError(f"{coco}: --task detect judges on a COCO JSON with person boxes (--eval COCO.json "
-                              "when --calib gives frames)")
+        return _frames_only(calib, folds, limit, eval_limit, calibrate, log)
     gt = load_gt(coco)
     image_dir = Path(images) if images else Path(coco).parent
     listed = spread(gt["images"], eval_limit)
@@ -215,3 +209,20 @@ def judging(calib, eval_data=None, images=None, folds: int = DEFAULT_FOLDS, limi
     fold, kept = separate_fold(read_calib_frames(calib, limit), frames, log)
     return Judging("separate frames", gt, image_dir, frames, [fold], [kept], kept, fold.calibrated_on, str(calib),
                    str(coco))
+
+
+def _frames_only(calib, folds: int, limit: int, eval_limit: int, calibrate: bool, log) -> Judging:
+    """--calib FRAMES with no annotations: the frames judge by agreement with the source (gt None), int8 by
+    cross-calibration over them (each frame detected by a model calibrated on the other folds' frames)."""
+    named = read_calib_frames(calib, max(limit, eval_limit))
+    frames = {i: f for i, (_, f) in enumerate(named)}
+    if not calibrate:
+        return Judging("nothing calibrated", None, Path(calib), frames, [], [], [], (), "", str(calib))
+    if len(frames) < 2:
+        raise ConversionError(f"{calib}: int8 without ground truth needs at least 2 frames (each frame is judged by "
+                              "a model calibrated on the others), or --eval COCO.json")
+    fs = [Fold(tuple(spread(f.calibrated_on, limit)), f.judged) for f in cross_folds(list(frames), folds)]
+    every = tuple(spread(sorted(frames), limit))
+    log(f"  no ground truth: {len(frames)} frame(s) of {calib} judge by agreement with the source's boxes")
+    return Judging("cross-calibration", None, Path(calib), frames, fs, [[frames[i] for i in f.calibrated_on] for f in fs],
+                   [frames[i] for i in every], every, str(calib), str(calib))

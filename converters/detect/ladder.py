@@ -78,4 +78,5 @@ def climb(rungs, judge: Callable[[str, dict], tuple[dict, Any]], check: Callable
 
 def closest(attempts: list[Attempt]) -> Attempt:
     """The passing attempt (the last one, since the climb stops there), else the smallest AP drop."""
-    return min(attempts, key=lambda a: (bool(a.missed), a.figures["ap_drop"]))
+    return min(attempts, key=lambda a: (bool(a.missed), a.figures["ap_drop"] if "ap_drop" in a.figures else
+                                        -a.figures["agreement"]["matched_fraction"]))
