@@ -238,18 +238,26 @@ def _iterative_head(ys, name: str):
     return last
 
 
-def _body(inputs, spec: LiteHRNetSpec, forms: GraphForms):
-    """Backbone and IterativeHead: the finest branch's features."""
-    ys = [_stem(inputs, spec.stem_channels, "backbone.stem", forms)]
+def walk_stages(ys, spec: LiteHRNetSpec, transition, block, fuse):
+    """mmpose's stage / module / block order over `ys` (the stem's output), with one graph builder's layers:
+    transition(ys, channels_pre, channels, name), block(ys, reduce_ratio, name), fuse(ys, name)."""
     channels_pre = [spec.stem_channels]
     for s, channels in enumerate(spec.num_channels):
-        ys = _transition(ys, channels_pre, channels, f"backbone.transition{s}")
+        ys = transition(ys, channels_pre, channels, f"backbone.transition{s}")
         for m in range(spec.num_modules[s]):
             module = f"backbone.stage{s}.{m}"
             for b in range(spec.num_blocks[s]):
-                ys = _conditional_channel_weighting(ys, spec.reduce_ratios[s], f"{module}.layers.{b}", forms)
-            ys = _fuse(ys, f"{module}.fuse_layers", forms)
+                ys = block(ys, spec.reduce_ratios[s], f"{module}.layers.{b}")
+            ys = fuse(ys, f"{module}.fuse_layers")
         channels_pre = list(channels)
+    return ys
+
+
+def _body(inputs, spec: LiteHRNetSpec, forms: GraphForms):
+    """Backbone and IterativeHead: the finest branch's features."""
+    ys = walk_stages([_stem(inputs, spec.stem_channels, "backbone.stem", forms)], spec, _transition,
+                     lambda ys, ratio, name: _conditional_channel_weighting(ys, ratio, name, forms),
+                     lambda ys, name: _fuse(ys, name, forms))
     return _iterative_head(ys, "backbone.head_layer")
 
 

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from converters.models.channel_map import MappedBatchNorm, MappedConv2D, MappedDepthwiseConv2D
+from converters.models.litehrnet import walk_stages
 from converters.models.layers import batch_norm, conv2d
 from converters.models.static_ops import adaptive_average_pool, resize_bilinear_align_corners, upsample_nearest
 
@@ -222,14 +223,6 @@ def _iterative_head(ys: list[Mapped], name: str):
 
 def build_body(inputs, spec):
     """Backbone and IterativeHead of Lite-HRNet `spec` on `inputs`: the finest branch's features, logical order."""
-    ys = [_stem(inputs, spec.stem_channels, "backbone.stem")]
-    channels_pre = [spec.stem_channels]
-    for s, channels in enumerate(spec.num_channels):
-        ys = _transition(ys, channels_pre, channels, f"backbone.transition{s}")
-        for m in range(spec.num_modules[s]):
-            module = f"backbone.stage{s}.{m}"
-            for b in range(spec.num_blocks[s]):
-                ys = _conditional_channel_weighting(ys, spec.reduce_ratios[s], f"{module}.layers.{b}")
-            ys = _fuse(ys, f"{module}.fuse_layers")
-        channels_pre = list(channels)
+    ys = walk_stages([_stem(inputs, spec.stem_channels, "backbone.stem")], spec, _transition,
+                     _conditional_channel_weighting, _fuse)
     return _iterative_head(ys, "backbone.head_layer")
