@@ -57,7 +57,7 @@ def _chunk_inference(est, x, n: int):
 
 
 def _chunk_read(video: Path, n: int) -> tuple[float, list[float]]:
-    from edge_pose.stream import VideoFrames
+    from edge_pose.frames import VideoFrames
 
     frames = VideoFrames(video, loop=True)
     buf = frames.read()
@@ -75,7 +75,7 @@ def _with_people(result):
 
 
 def _chunk_serial(est, video: Path, n: int, every: int | None, boxes=None) -> tuple[float, float]:
-    from edge_pose.stream import VideoFrames
+    from edge_pose.frames import VideoFrames
 
     frames = VideoFrames(video, loop=True)
     buf, people = None, 0
@@ -96,7 +96,8 @@ def _chunk_serial(est, video: Path, n: int, every: int | None, boxes=None) -> tu
 
 
 def _chunk_stream(est, video: Path, n: int, every: int = 1, boxes=None) -> tuple[float, float]:
-    from edge_pose.stream import PoseStream, VideoFrames
+    from edge_pose.frames import VideoFrames
+    from edge_pose.stream import PoseStream
 
     people = 0
     t0, c0 = time.perf_counter(), time.thread_time()
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
     from edge_pose import PoseEstimator
     from edge_pose.bench.environment import collect
     from edge_pose.preprocess import crop_people, to_model_input
-    from edge_pose.stream import VideoFrames
+    from edge_pose.frames import VideoFrames
 
     threads = [int(t) for t in args.threads.split(",")]
     pose = args.pose or _convert([str(SHARED / "models/simplebaseline-mbv2-ultralight/model.onnx"), *SB, "--format",

@@ -17,7 +17,8 @@ from edge_pose import PoseEstimator
 from edge_pose.boxes import CocoBoxes
 from edge_pose.errors import EdgePoseError
 from edge_pose.preprocess import crop_people, to_model_input
-from edge_pose.stream import ImageFrames, PoseStream, VideoFrames
+from edge_pose.frames import ImageFrames, VideoFrames
+from edge_pose.stream import PoseStream
 
 CLI = [str(Path(sys.executable).with_name("edge-pose"))]
 

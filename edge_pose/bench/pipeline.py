@@ -94,7 +94,7 @@ def time_pipeline(variant, input_path: str, runs: int, boxes: str = "frame", det
     keypoints in between. mode: "stream" or "serial"."""
     from edge_pose.bench.runner import sample_input
     from edge_pose.estimator import PoseEstimator
-    from edge_pose.stream import open_frames
+    from edge_pose.frames import open_frames
 
     if mode not in MODES:
         raise EdgePoseError(f"pipeline mode {mode!r}: one of {', '.join(MODES)}")
