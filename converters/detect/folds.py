@@ -201,11 +201,7 @@ def judging(calib, eval_data=None, images=None, folds: int = DEFAULT_FOLDS, limi
     if not calibrate:
         return Judging("nothing calibrated", gt, image_dir, frames, [], [], [], (), "", str(coco))
     if eval_data is None or Path(calib).resolve() == Path(eval_data).resolve():
-        fs = [Fold(tuple(spread(f.calibrated_on, limit)), f.judged) for f in cross_folds(list(frames), folds)]
-        every = tuple(spread(sorted(frames), limit))
-        return Judging("cross-calibration", gt, image_dir, frames, fs,
-                       [[frames[i] for i in f.calibrated_on] for f in fs], [frames[i] for i in every], every,
-                       str(coco), str(coco))
+        return _cross_calibrated(gt, image_dir, frames, folds, limit, str(coco))
     fold, kept = separate_fold(read_calib_frames(calib, limit), frames, log)
     return Judging("separate frames", gt, image_dir, frames, [fold], [kept], kept, fold.calibrated_on, str(calib),
                    str(coco))
@@ -221,8 +217,15 @@ def _frames_only(calib, folds: int, limit: int, eval_limit: int, calibrate: bool
     if len(frames) < 2:
         raise ConversionError(f"{calib}: int8 without ground truth needs at least 2 frames (each frame is judged by "
                               "a model calibrated on the others), or --eval COCO.json")
+    log(f"  no ground truth: {len(frames)} frame(s) of {calib} judge by agreement with the source's boxes")
+    return _cross_calibrated(None, Path(calib), frames, folds, limit, str(calib))
+
+
+def _cross_calibrated(gt, image_dir: Path, frames: dict[int, np.ndarray], folds: int, limit: int,
+                      source: str) -> Judging:
+    """Folds by frame over `frames` (each calibrating on at most `limit` of the others); the bundle is calibrated
+    on at most `limit` of all of them."""
     fs = [Fold(tuple(spread(f.calibrated_on, limit)), f.judged) for f in cross_folds(list(frames), folds)]
     every = tuple(spread(sorted(frames), limit))
-    log(f"  no ground truth: {len(frames)} frame(s) of {calib} judge by agreement with the source's boxes")
-    return Judging("cross-calibration", None, Path(calib), frames, fs, [[frames[i] for i in f.calibrated_on] for f in fs],
-                   [frames[i] for i in every], every, str(calib), str(calib))
+    return Judging("cross-calibration", gt, image_dir, frames, fs, [[frames[i] for i in f.calibrated_on] for f in fs],
+                   [frames[i] for i in every], every, source, source)

@@ -121,18 +121,17 @@ def package_detector(model_path, out_dir, facts: dict[str, Any], *, formats=(), 
         for fmt in targets:
             exp = work / fmt
             exp.mkdir()
+            precision = "fp32"
             if fmt == kind:
                 files = {FORMATS[fmt].model_file: model_path}
                 if fmt == "openvino":
                     files["model.bin"] = model_path.with_suffix(".bin")
                 note = f"packaged as given ({model_path.name}), not converted"
-                precision = "fp32"
                 if kind != "onnx":  # a ready int8 or fp16 file says so in its tensors
                     from converters.sources.ready import file_precision
 
                     precision = file_precision(model_path, kind)
             else:  # ONNX -> OpenVINO IR, read from the ONNX itself
-                precision = "fp32"
                 import openvino as ov
 
                 ov.save_model(ov.convert_model(str(model_path)), str(exp / "model.xml"), compress_to_fp16=False)
