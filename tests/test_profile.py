@@ -4,28 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-
-def _int8_tflite(tmp_path, body, shape=(1, 16, 16, 8), name="m", positive=False):
-    import keras
-    import tensorflow as tf
-
-    inp = keras.Input(batch_shape=shape)
-    model = keras.Model(inp, body(inp))
-    from keras.export import ExportArchive
-
-    archive = ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(name="serve", fn=lambda x: model(x, training=False),
-                         input_signature=[tf.TensorSpec(shape, tf.float32)])
-    archive.write_out(str(tmp_path / f"{name}_sm"), verbose=False)
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / f"{name}_sm"))
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    conv.representative_dataset = lambda: ([np.abs(rng.normal(size=shape)).astype(np.float32) if positive else
-                                            rng.normal(size=shape).astype(np.float32)] for _ in range(8))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return conv.convert()
+from int8_models import int8_tflite as _int8_tflite
 
 
 def _pool_model(form):

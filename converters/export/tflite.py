@@ -181,6 +181,22 @@ def _keep_xnnpack_refused_in_float(road, data: bytes, io_dtype, calib, float_ops
     return data
 
 
+def _fit_xnnpack(data: bytes, notes: list[str], fold_logistics: bool) -> bytes:
+    """Elementwise ops brought into XNNPACK's ranges and float LOGISTIC islands folded (tflite_xnnpack_fit); not
+    those that float_ops asked for (a guard mitigation keeps sigmoid gates in float on purpose)."""
+    from converters.export.tflite_xnnpack_fit import fit_elementwise_scales, fold_float_logistics
+
+    data, raised = fit_elementwise_scales(data)
+    if raised:
+        notes.append(f"{len(raised)} int8 scale(s) raised so that ADD/MUL stay inside XNNPACK (a tiny branch meets "
+                     f"a large one: the op's result moves by at most one output step): "
+                     + ", ".join(n[-50:] for n in raised[:3]) + (" ..." if len(raised) > 3 else ""))
+    data, folded = fold_float_logistics(data) if fold_logistics else (data, 0)
+    if folded:
+        notes.append(f"{folded} float LOGISTIC(s) between DEQUANTIZE and QUANTIZE folded into int8 LOGISTIC")
+    return data
+
+
 def export_tflite_target(source, precision: str, out_dir, calib_inputs=None, blob_device=None, **options
                          ) -> ExportResult:
     """The registry's exporter signature: model.tflite in `out_dir` (TFLite has no device blobs)."""
@@ -242,6 +258,8 @@ def export_tflite(source, precision: str, out_file, calib_inputs=None, io_dtype:
                          f"to XNNPACK's minimum: {', '.join(n.split(';')[0][-50:] for n in raised[:3])}")
     if precision == "int8" and keep_refused_in_float:  # what XNNPACK still cannot requantise stays float
         data = _keep_xnnpack_refused_in_float(road, data, io_dtype, calib, float_ops, where, notes)
+    if precision == "int8":
+        data = _fit_xnnpack(data, notes, fold_logistics=not float_ops)
     info = inspect_tflite(data, where)
     if len(info.inputs) != 1 or len(info.outputs) != 1:
         raise ConversionError(f"{where}: converted model has {len(info.inputs)} inputs and {len(info.outputs)} "
