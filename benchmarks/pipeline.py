@@ -126,7 +126,8 @@ def main(argv=None) -> int:
     ap.add_argument("--detector", help="detector bundle (default: converted SSD TFLite fp32); 'none' skips the "
                                        "multi-person part")
     ap.add_argument("--video", help="a video for the one-person part (default: coco-mini 000000000785 panned)")
-    ap.add_argument("--fourcc", default="MJPG", help="codec of the made video (MJPG, mp4v, ...)")
+    ap.add_argument("--fourcc", default="MJPG", help="codec of the made video (MJPG, mp4v, or I420 for raw "
+                    "frames: what a CSI or YUYV camera delivers, no decoding)")
     ap.add_argument("--frames", type=int, default=100, help="frames per contender per round (default 100)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds, after one warm-up (default 5)")
     ap.add_argument("--threads", default="2,1", help="inference thread counts (default 2,1)")
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
                                          "--task", "detect", "--format", "tflite", "--precision", "fp32", "--calib",
                                          str(MINI / "test_coco.json")], OUT / "detector")
     work = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
-    ext = ".avi" if args.fourcc == "MJPG" else ".mp4"
+    ext = ".avi" if args.fourcc in ("MJPG", "I420", "IYUV") else ".mp4"  # I420: raw frames, as a camera gives
     video = Path(args.video) if args.video else make_video(work / f"one{ext}", MINI / "000000000785.jpg", 150,
                                                            fourcc=args.fourcc)
     ests = {t: PoseEstimator(pose, threads=t, detector=None, allow_degraded=True) for t in threads}

@@ -134,6 +134,9 @@ class VideoReader:
         finally:
             self.cap.release()
 
+    def close(self) -> None:
+        self.cap.release()
+
 
 class VideoWriter:
     """mp4 (mp4v) writer opened on the first frame; refuses loudly instead of writing an empty file."""

@@ -187,3 +187,38 @@ def test_frames_and_model_inputs_are_reused_buffers(cpm_bundle, video):
     stream.close()
     assert len(frames) <= 2 * 2 + 3  # the ring's slots, whatever the number of frames
     assert len(inputs) == len(stream._inputs)  # one person a frame never outgrows the preallocated rows
+
+
+def test_predict_streams_a_video_detecting_every_third_frame_and_times_every_stage(cpm_bundle, ssd_bundles, video,
+                                                                                    tmp_path, capsys):
+    """`edge-pose predict VIDEO --detect-every 3` gives predict_next's people frame by frame; its summary and timing
+    line count every stage, the box source's and the drawing's included."""
+    import json
+
+    from edge_pose.cli.main import main
+    from edge_pose.cli.predict import STAGES
+
+    det_dir, _ = ssd_bundles
+    detector = det_dir / "ssdlite-mobilenetv2-person-tflite-fp32"
+    est = PoseEstimator(cpm_bundle.path, detector=detector)
+    expected = [est.predict_next(frame, 3) for frame in _serial_frames(video)]
+    assert main(["predict", str(cpm_bundle.path), str(video), "--detector", str(detector), "--detect-every", "3",
+                 "--out", str(tmp_path / "out")]) == 0
+    results = json.loads((tmp_path / "out" / "keypoints.json").read_text())
+    assert len(results) == sum(len(p) for p in expected) > len(expected)
+    got = iter(results)
+    for index, people in enumerate(expected):
+        for person in people:
+            r = next(got)
+            assert r["image_id"] == index
+            np.testing.assert_allclose(np.reshape(r["keypoints"], (-1, 3))[:, :2], person.keypoints, atol=1e-3)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    ms = summary["ms_per_frame"]
+    assert set(ms) == set(STAGES) and all(ms[k] > 0 for k in ("read", "detect", "crop", "infer", "draw"))
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "ms per frame end to end" in line and "overlap inference" in line and all(f"{k} " in line for k in STAGES)
+
+    assert main(["predict", str(cpm_bundle.path), str(video), "--boxes", "hog", "--no-draw",
+                 "--out", str(tmp_path / "hog")]) == 0
+    assert json.loads((tmp_path / "hog" / "summary.json").read_text())["ms_per_frame"]["boxes"] > 0
+    assert not _stream_threads()

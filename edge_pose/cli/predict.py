@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+# per-frame stages in the summary and the timing line; "draw" (drawing and writing the output) is predict's own
+STAGES = ("read", "boxes", "detect", "crop", "infer", "decode", "draw")
 HELP = "predict keypoints on an image, a folder of images or a video; write COCO results JSON and drawn images"
 
 
@@ -27,6 +29,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--detector", metavar="BUNDLE_OR_DIR|none",
                         help="person detector bundle (default: a detect bundle beside the pose bundles, if any; "
                              "'none': no detector); --boxes overrides it")
+    parser.add_argument("--detect-every", type=int, default=1, metavar="N",
+                        help="video: run the detector every N frames, boxes carried from the keypoints between "
+                             "(default 1: every frame)")
     parser.add_argument("--gt", metavar="COCO_JSON", help="COCO ground truth: image ids, boxes (unless --boxes) "
                                                           "and PCK@0.2 in the summary")
     parser.add_argument("--score-threshold", type=float, default=0.0, help="drop boxes scoring below (default 0)")
@@ -42,23 +47,44 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-draw", action="store_true", help="write only the JSON files")
 
 
-def _frames(path: Path, kind: str, reader=None, first=None):
-    """(name, index, image) for every readable input frame; unreadable images in a folder are skipped, said once."""
+def _frames(path: Path, kind: str, first=None):
+    """(name, index, image, seconds to read it) for every readable image; unreadable ones in a folder are skipped,
+    said once."""
     from edge_pose.media import MediaError, list_images, read_image
 
     if kind == "image":
-        yield path.name, 0, first if first is not None else read_image(path)
-    elif kind == "dir":
-        for i, f in enumerate(list_images(path)):
-            try:
-                image = read_image(f)
-            except MediaError as exc:
-                print(f"\nedge-pose predict: skipped: {exc}", file=sys.stderr)
-                continue
-            yield f.name, i, image
-    else:
-        for i, frame in enumerate(reader):
-            yield f"{path.stem}_{i:06d}", i, frame
+        yield path.name, 0, first if first is not None else read_image(path), 0.0
+        return
+    for i, f in enumerate(list_images(path)):
+        t0 = time.perf_counter()
+        try:
+            image = read_image(f)
+        except MediaError as exc:
+            print(f"\nedge-pose predict: skipped: {exc}", file=sys.stderr)
+            continue
+        yield f.name, i, image, time.perf_counter() - t0
+
+
+def _predicted(est, src: Path, kind: str, first, frame_boxes, detect_every: int):
+    """(name, index, image, people, seconds per stage) per frame. A video streams (edge_pose.stream.PoseStream:
+    decoding, person boxes and crops run in threads ahead of inference; the detector every `detect_every` frames
+    with boxes carried between); images go one at a time through PoseEstimator.predict. `frame_boxes(image, name)`
+    gives a frame's person boxes (None: the whole frame); None uses the estimator's detector."""
+    if kind == "video":
+        from edge_pose.frames import VideoFrames
+        from edge_pose.stream import PoseStream
+
+        box_fn = None if frame_boxes is None else (lambda image, i: frame_boxes(image, f"{src.stem}_{i:06d}"))
+        with PoseStream(est, VideoFrames(src), boxes=box_fn, detect_every=detect_every) as stream:
+            for item in stream:
+                yield f"{src.stem}_{item.index:06d}", item.index, item.image, item.people, item.timings
+        return
+    for name, index, image, read_s in _frames(src, kind, first):
+        t0 = time.perf_counter()
+        found = None if frame_boxes is None else frame_boxes(image, name)
+        boxes_s = time.perf_counter() - t0
+        people = est.predict(image, found)
+        yield name, index, image, people, {**est.last_timings, "read": read_s, "boxes": boxes_s}
 
 
 def run(args) -> int:
@@ -74,6 +100,8 @@ def run(args) -> int:
     reader = VideoReader(src) if kind == "video" else None
     first = read_image(src) if kind == "image" else None  # a bad input fails before the model loads
     total = 1 if kind == "image" else len(list_images(src)) if kind == "dir" else (reader.frames or None)
+    if reader is not None:
+        reader.close()  # opened to refuse a bad video before the model loads and to learn its rate; streamed below
     _check_padding(args.padding)
     out = Path(args.out)
     if out.exists() and not out.is_dir():  # before the model loads, as every bad argument
@@ -95,34 +123,41 @@ def run(args) -> int:
         boxes.use_images_of(gt)  # detections name images by the GT's ids, not by file-name digits
     coco_ids = gt or (boxes if isinstance(boxes, CocoBoxes) else None)
     boxed_frames = 0
+
+    def frame_boxes(image, name):  # counts the frames a box source gave boxes for (a COCO file may name none)
+        nonlocal boxed_frames
+        found = boxes.boxes(image, name)
+        boxed_frames += found is not None and len(found) > 0
+        return found
     names, skeleton = est.keypoints.names, est.keypoints.skeleton
     pairs = joint_map(names)
     gt_people = _gt_keypoints(args.gt) if args.gt else {}
     out.mkdir(parents=True, exist_ok=True)
     video = VideoWriter(out / f"{src.stem}.mp4", reader.fps) if reader is not None and not args.no_draw else None
     progress = _Progress(total, "frames" if kind == "video" else "images")
-    stages = {"detect": 0.0, "crop": 0.0, "infer": 0.0, "decode": 0.0}
+    stages = dict.fromkeys(STAGES, 0.0)
     results, pck, frames, t_start = [], [], 0, time.perf_counter()
     try:
-        for name, index, image in _frames(src, kind, reader, first):
+        for name, index, image, people, timings in _predicted(est, src, kind, first,
+                                                                None if use_detector else frame_boxes,
+                                                                args.detect_every):
             image_id = coco_ids.image_id(name) if coco_ids is not None and kind != "video" else None
             if image_id is None and coco_ids is None and kind != "video" and Path(name).stem.isdigit():
                 image_id = int(Path(name).stem)  # COCO-style names (000000000785.jpg) are their image ids
             image_id = index if image_id is None else image_id
-            frame_boxes = None if use_detector else boxes.boxes(image, name)
-            boxed_frames += frame_boxes is not None and len(frame_boxes) > 0
-            people = est.predict(image, frame_boxes)
-            for k in stages:
-                stages[k] += est.last_timings.get(k, 0.0)
             results += [_coco_result(p, image_id) for p in people]
             pck += [person_pck(p.keypoints, a["keypoints"], a["bbox"], pairs)
                     for p, a in _match(people, gt_people.get(image_id))]
+            t0 = time.perf_counter()
             if not args.no_draw:
                 drawn = draw_people(image, people, skeleton, names, args.kpt_threshold)
                 if video is not None:
                     video.write(drawn)
                 else:
                     write_image(out / name, drawn)
+            for k in STAGES[:-1]:
+                stages[k] += timings.get(k, 0.0)
+            stages["draw"] += time.perf_counter() - t0
             frames += 1
             progress.update(frames, len(results))
     finally:
@@ -151,8 +186,10 @@ def run(args) -> int:
         line += f"; PCK@0.2 {got['value']:.3f} over {got['people']} matched people" if got["people"] else \
             "; PCK@0.2 n/a (no prediction matched a ground-truth person)"
     ms = summary["ms_per_frame"]
-    print(line + f" ({ms['detect']:.1f} ms detect, {ms['crop']:.1f} ms crop, {ms['infer']:.1f} ms infer, "
-                 f"{ms['decode']:.1f} ms decode per frame)")
+    wall = summary["seconds"] / frames * 1e3
+    print(line + f" ({wall:.1f} ms per {'frame' if kind == 'video' else 'image'} end to end; per stage " +
+          ", ".join(f"{k} {ms[k]:.1f}" for k in STAGES) + " ms" +
+          ("; read, boxes, detect and crop overlap inference" if kind == "video" else "") + ")")
     return 0
 
 
