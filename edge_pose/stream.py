@@ -19,7 +19,9 @@ A stage that fails ends the stream: the caller gets the stage's one-line error, 
 """
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,22 @@ from edge_pose.preprocess import crop_people, input_tables, to_model_input, warp
 
 POLL_S = 0.05  # how often a blocked stage looks at the stop flag
 JOIN_S = 5.0  # a stage that does not end within this after close() is reported, not waited for forever
+
+
+HELPER_NICE = 10  # the reader's and prepare thread's nice level on Linux (see PoseStream)
+
+
+def _lower_priority(nice: int) -> None:
+    """This thread's nice level raised to `nice` (Linux: per thread; elsewhere a thread id may name another process,
+    so nothing is done). Best effort: a container that refuses leaves the thread as it was."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:  # never raises the priority of a process run under nice
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:
+        pass
 
 
 class StreamError(EdgePoseError):
@@ -129,17 +147,23 @@ class PoseStream:
     the people's boxes (none: nobody), as `predict(image, boxes)` takes them.
 
     `depth`: frames queued between stages; `max_people`: crops preallocated per frame (more grow the buffers once).
+    `helper_nice`: on Linux the reader and prepare threads run at this nice level, so the runtime's threads get the
+    cores first and the helpers fill the gaps between their work (docs/bench.md: with inference on both cores of a
+    2-core machine, preempted XNNPACK threads wait on each other); 0 leaves them at the caller's.
     Timings per item (seconds): read, detect, carry, boxes (a box source's), crop, infer, decode, wait (the
     caller's thread waiting for a prepared frame), interval (from the previous item to this one); caller_detect
     and caller_crop are the parts of detect and crop spent in the caller's thread (frames with carried boxes).
     """
 
-    def __init__(self, estimator, frames, boxes=None, detect_every: int = 1, depth: int = 2, max_people: int = 4):
+    def __init__(self, estimator, frames, boxes=None, detect_every: int = 1, depth: int = 2, max_people: int = 4,
+                 helper_nice: int = HELPER_NICE):
         if int(detect_every) < 1:
             raise EdgePoseError(f"detect every {detect_every} frames: must be at least 1")
         if int(depth) < 1:
             raise EdgePoseError(f"stream depth must be at least 1, got {depth}")
         self.est, self.frames, self.every, self.depth = estimator, frames, int(detect_every), int(depth)
+        self.helper_nice = int(helper_nice)
+        self.helper_ids: dict[str, int] = {}  # stage -> native thread id, once started
         self.name = getattr(frames, "name", "stream")
         self._box_fn = self._box_function(boxes)
         self._detecting = self._box_fn is None and estimator.detector is not None
@@ -182,6 +206,10 @@ class PoseStream:
         raise EdgePoseError(f"stream boxes: a BoxSource or a callable (image, index), got {type(boxes).__name__}")
 
     # -- stages ---------------------------------------------------------------------------------------------------
+    def _enter(self, stage: str) -> None:
+        self.helper_ids[stage] = threading.get_native_id()
+        _lower_priority(self.helper_nice)
+
     def _get(self, q: queue.Queue):
         while not self._stop.is_set():
             try:
@@ -200,6 +228,7 @@ class PoseStream:
         return False
 
     def _read_loop(self) -> None:
+        self._enter("read")
         index, cpu0 = 0, time.thread_time()
         try:
             while True:
@@ -222,6 +251,7 @@ class PoseStream:
             self._put(self._read_q, _Failure("read", exc))
 
     def _prepare_loop(self) -> None:
+        self._enter("prepare")
         cpu0 = time.thread_time()
         try:
             while True:

@@ -222,3 +222,23 @@ def test_predict_streams_a_video_detecting_every_third_frame_and_times_every_sta
                  "--out", str(tmp_path / "hog")]) == 0
     assert json.loads((tmp_path / "hog" / "summary.json").read_text())["ms_per_frame"]["boxes"] > 0
     assert not _stream_threads()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice levels are Linux's")
+def test_the_helper_threads_yield_the_cores_to_inference(cpm_bundle, video):
+    """The reader and prepare threads run at a raised nice level (inference's threads get the cores first); the
+    caller's thread keeps its own."""
+    import os
+
+    def nice(tid: int) -> int:  # field 19 of /proc/<pid>/task/<tid>/stat, after the parenthesised name
+        stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[16])
+
+    est = PoseEstimator(cpm_bundle.path)
+    caller = os.getpriority(os.PRIO_PROCESS, 0)
+    for wanted in (10, 0):
+        with PoseStream(est, VideoFrames(video, loop=True), helper_nice=wanted) as stream:
+            item = stream.next_item()
+            assert item is not None and set(stream.helper_ids) == {"read", "prepare"}
+            assert [nice(t) for t in stream.helper_ids.values()] == [max(wanted, caller)] * 2
+            assert nice(threading.get_native_id()) == caller
