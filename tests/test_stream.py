@@ -214,13 +214,15 @@ def test_predict_streams_a_video_detecting_every_third_frame_and_times_every_sta
             np.testing.assert_allclose(np.reshape(r["keypoints"], (-1, 3))[:, :2], person.keypoints, atol=1e-3)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     ms = summary["ms_per_frame"]
-    assert set(ms) == set(STAGES) and all(ms[k] > 0 for k in ("read", "detect", "crop", "infer", "draw"))
+    assert set(ms) == set(STAGES) and all(ms[k] > 0 for k in ("read", "detect", "carry", "crop", "infer", "draw"))
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert "ms per frame end to end" in line and "overlap inference" in line and all(f"{k} " in line for k in STAGES)
 
     assert main(["predict", str(cpm_bundle.path), str(video), "--boxes", "hog", "--no-draw",
                  "--out", str(tmp_path / "hog")]) == 0
     assert json.loads((tmp_path / "hog" / "summary.json").read_text())["ms_per_frame"]["boxes"] > 0
+    assert main(["predict", str(cpm_bundle.path), str(video), "--detect-every", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--detect-every 0: must be at least 1" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert not _stream_threads()
 
 

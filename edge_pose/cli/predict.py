@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 # per-frame stages in the summary and the timing line; "draw" (drawing and writing the output) is predict's own
-STAGES = ("read", "boxes", "detect", "crop", "infer", "decode", "draw")
+STAGES = ("read", "boxes", "detect", "carry", "crop", "infer", "decode", "draw")
 HELP = "predict keypoints on an image, a folder of images or a video; write COCO results JSON and drawn images"
 
 
@@ -103,6 +103,10 @@ def run(args) -> int:
     if reader is not None:
         reader.close()  # opened to refuse a bad video before the model loads and to learn its rate; streamed below
     _check_padding(args.padding)
+    if args.detect_every < 1:
+        from edge_pose.errors import EdgePoseError
+
+        raise EdgePoseError(f"--detect-every {args.detect_every}: must be at least 1 (1 detects on every frame)")
     out = Path(args.out)
     if out.exists() and not out.is_dir():  # before the model loads, as every bad argument
         raise MediaError(f"--out {out}: is a file; predict writes a directory (keypoints.json, drawn images)")
