@@ -66,6 +66,23 @@ def test_add_and_mul_outside_xnnpack_ranges_are_fitted_without_changing_the_resu
     assert np.max(np.abs(interp.get_tensor(interp.get_output_details()[0]["index"]) - after)) <= step * 1.001
 
 
+def test_a_tiny_input_whose_scale_is_fixed_is_left_to_tflite(tmp_path):
+    """A sigmoid's int8 output scale is fixed at 1/256: an ADD of it to a huge stream cannot be fitted, and the model
+    is left as it was (the ADD runs on TFLite's kernel) rather than changed into something else."""
+    import keras
+
+    from converters.export.tflite_xnnpack_fit import fit_elementwise_scales
+
+    def body(x):
+        big = keras.layers.Conv2D(8, 1, kernel_initializer=keras.initializers.RandomNormal(0, 300.0, seed=1))(x)
+        gate = keras.layers.Activation("sigmoid")(keras.layers.Conv2D(8, 1)(x))
+        return keras.layers.Add()([big, gate])
+
+    data = int8_tflite(tmp_path, body)
+    assert _outside(data)[1] == {"ADD": 1}
+    assert fit_elementwise_scales(data) == (data, [])
+
+
 def test_a_well_scaled_model_is_left_byte_for_byte(tmp_path):
     import keras
 

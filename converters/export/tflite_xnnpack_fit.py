@@ -11,10 +11,10 @@ smallest one XNNPACK accepts changes what the op computes by less than that one 
 less than a quarter of a step before and after), so the op's result is what it was, now inside the delegate.
 
 A tensor's scale is shared with every tensor an int8 kernel passes through unchanged (RESHAPE, CONCATENATION,
-SPLIT, STRIDED_SLICE, PAD, ...: TFLite's int8 kernels for them copy bytes, so their inputs and outputs carry equal
-quantisation): such a group is raised together, and only when every tensor in it is written by an op that
-requantises its own output (a convolution, ADD, MUL, MEAN, QUANTIZE, ...), is not a model input or output and no
-other consumer would leave its own XNNPACK range.
+SPLIT, STRIDED_SLICE, PAD, pools, ...: TFLite's int8 kernels for them copy or select bytes, so their inputs and
+outputs carry equal quantisation): such a group is raised together, and only when every tensor in it is written by
+an op that requantises its own output (a convolution, ADD, MUL, MEAN, QUANTIZE) or by a pass-through op inside the
+group, none is a model input or output, and no other op reading or writing it would leave its XNNPACK range.
 
 The TF quantiser also leaves some LOGISTICs in float, between a DEQUANTIZE and a QUANTIZE to LOGISTIC's own int8
 output (scale 1/256, zero point -128). TFLite's int8 LOGISTIC computes exactly that from the int8 input: the pair is
@@ -28,9 +28,15 @@ ADD_RANGE = (2.0 ** -10, 2.0 ** 8)  # input scale / output scale
 MUL_RANGE = (2.0 ** -16, 2.0 ** 8)  # input1 scale * input2 scale / output scale
 CONV_MAX = 256.0  # input scale * filter scale / output scale
 _MARGIN = 1.0 + 1e-5  # float32 storage of the raised scale must land inside the range, not on its edge
+# TFLite's int8 kernels of these copy or select bytes: their data inputs and outputs carry one quantisation
 PASS_THROUGH = frozenset({"RESHAPE", "CONCATENATION", "SPLIT", "SPLIT_V", "STRIDED_SLICE", "SLICE", "PAD", "PADV2",
-                          "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "GATHER", "MAX_POOL_2D", "RESIZE_NEAREST_NEIGHBOR",
-                          "RESIZE_BILINEAR", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "PACK", "UNPACK"})
+                          "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "GATHER", "MAX_POOL_2D", "AVERAGE_POOL_2D",
+                          "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "PACK",
+                          "UNPACK", "TILE", "BROADCAST_TO"})
+# ops whose int8 kernel requantises to whatever output scale the tensor names: a group may be raised only when every
+# tensor in it is written by one of these or by a pass-through op inside the group
+FREE = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "SUB", "MUL", "MEAN",
+                  "SUM", "QUANTIZE"})
 _CONVS = {"CONV_2D": (0, 1), "DEPTHWISE_CONV_2D": (0, 1), "FULLY_CONNECTED": (0, 1), "TRANSPOSE_CONV": (2, 1)}
 _INT8 = 9  # TensorType.INT8
 
@@ -75,8 +81,16 @@ class _Graph:
         return (n.decode() if isinstance(n, bytes) else str(n)).split(";")[0]
 
 
+def _data_inputs(g: _Graph, op) -> list[int]:
+    """The inputs of a pass-through op that carry data (not its axis, shape, paddings or indices)."""
+    code = g.code(op)
+    if code in ("CONCATENATION", "PACK"):
+        return [t for t in op.inputs if t >= 0]
+    return [op.inputs[1]] if code == "SPLIT" else [op.inputs[0]]  # SPLIT: (axis, input)
+
+
 def _group(g: _Graph, t: int) -> set[int]:
-    """Tensors that must keep t's quantisation: joined through pass-through ops whose int8 kernel copies bytes."""
+    """Tensors that must keep t's quantisation: joined through pass-through ops."""
     group, todo = set(), [t]
     while todo:
         x = todo.pop()
@@ -87,11 +101,26 @@ def _group(g: _Graph, t: int) -> set[int]:
         for op in ops:
             if g.code(op) not in PASS_THROUGH:
                 continue
-            data = [op.inputs[0]] if g.code(op) != "CONCATENATION" and g.code(op) != "PACK" else list(op.inputs)
-            for y in data + list(op.outputs):
+            for y in _data_inputs(g, op) + list(op.outputs):
                 if y >= 0 and g.scale(y) is not None and g.scale(y) == g.scale(x):
                     todo.append(y)
     return group
+
+
+def _raisable(g: _Graph, group: set[int], boundary: set[int]) -> bool:
+    """Every tensor written by an op that requantises, or by a pass-through op whose data inputs are all in the
+    group; none a model input or output."""
+    for x in group:
+        if x in boundary or x not in g.writer:
+            return False
+        writer = g.writer[x]
+        code = g.code(writer)
+        if code in PASS_THROUGH:
+            if not all(i in group for i in _data_inputs(g, writer)):
+                return False
+        elif code not in FREE:
+            return False
+    return True
 
 
 def _in_range(g: _Graph, op, scale_of) -> bool:
@@ -109,25 +138,23 @@ def _in_range(g: _Graph, op, scale_of) -> bool:
     return True
 
 
-def _needed(g: _Graph, op) -> tuple[int, float] | None:
-    """(tensor, smallest scale that brings op into XNNPACK's range) for an ADD or MUL below its range."""
+def _needed(g: _Graph, op) -> list[tuple[int, float]]:
+    """For an ADD or MUL below its XNNPACK range: (tensor, smallest scale that brings op into range) for each input
+    whose raise would, the smaller scale first; [] when op is in range."""
     code = g.code(op)
     ins, out = op.inputs[:2], op.outputs[0]
     scales = [g.scale(t) for t in (*ins, out)]
     if any(s is None for s in scales) or len(ins) != 2:
-        return None
+        return []
     if code == "ADD":
-        for t, s in zip(ins, scales[:2]):
-            if s / scales[2] < ADD_RANGE[0]:
-                return t, scales[2] * ADD_RANGE[0] * _MARGIN
+        return [(t, scales[2] * ADD_RANGE[0] * _MARGIN) for t, s in zip(ins, scales[:2])
+                if s / scales[2] < ADD_RANGE[0]]
     if code == "MUL" and scales[0] * scales[1] / scales[2] < MUL_RANGE[0]:
-        # raise the input that is not a LOGISTIC's fixed output; of two free ones, the smaller
-        free = [(s, t) for t, s in zip(ins, scales[:2]) if not (t in g.writer and g.code(g.writer[t]) == "LOGISTIC")]
-        if free:
-            s, t = min(free)
-            other = scales[0] * scales[1] / s
-            return t, scales[2] * MUL_RANGE[0] / other * _MARGIN
-    return None
+        # either input may rise, not a LOGISTIC's fixed output scale
+        return [(t, scales[2] * MUL_RANGE[0] / other * _MARGIN)
+                for s, t, other in sorted([(scales[0], ins[0], scales[1]), (scales[1], ins[1], scales[0])])
+                if not (t in g.writer and g.code(g.writer[t]) == "LOGISTIC")]
+    return []
 
 
 def fit_elementwise_scales(model_bytes: bytes) -> tuple[bytes, list[str]]:
@@ -141,30 +168,28 @@ def fit_elementwise_scales(model_bytes: bytes) -> tuple[bytes, list[str]]:
     for _ in range(4):  # a raised scale can push another op below its range; a few rounds settle it
         changed = False
         for op in g.graph.operators:
-            if g.code(op) not in ("ADD", "MUL"):
+            code = g.code(op)
+            if code not in ("ADD", "MUL"):
                 continue
-            need = _needed(g, op)
-            if need is None:
-                continue
-            t, scale = need
-            group = _group(g, t)
-            if group & boundary or any(x not in g.writer or g.code(g.writer[x]) == "LOGISTIC" or
-                                       (g.code(g.writer[x]) in PASS_THROUGH and not
-                                        all(g.scale(i) == g.scale(x) for i in g.writer[x].inputs[:1]))
-                                       for x in group):
-                continue
-            new = {x: scale for x in group}
+            for t, scale in _needed(g, op):
+                group = _group(g, t)
+                if not _raisable(g, group, boundary):
+                    continue
+                new = {x: scale for x in group}
 
-            def scale_of(x, new=new):
-                return new.get(x, g.scale(x))
+                def scale_of(x, new=new):
+                    return new.get(x, g.scale(x))
 
-            touched = {id(o): o for x in group for o in g.readers.get(x, []) + [g.writer[x]]}
-            if not all(_in_range(g, o, scale_of) for o in touched.values() if o is not op and _in_range(g, o, g.scale)):
-                continue  # would push a neighbour out of its range: leave this op to TFLite's kernel
-            for x in group:
-                g.graph.tensors[x].quantization.scale = np.array([scale], np.float32)
-                fixed[x] = None
-            changed = True
+                touched = {id(o): o for x in group for o in g.readers.get(x, []) + [g.writer[x]]}
+                if not all(_in_range(g, o, scale_of) for o in touched.values()
+                           if o is not op and _in_range(g, o, g.scale)):
+                    continue  # would push a neighbour out of its range
+                for x in group:
+                    g.graph.tensors[x].quantization.scale = np.array([scale], np.float32)
+                    fixed[x] = None
+                changed = True
+                if code == "MUL" or _needed(g, op) == []:
+                    break  # one raised MUL input suffices; an ADD may need both
         if not changed:
             break
     if not fixed:
