@@ -45,6 +45,7 @@ def _output_step(model: bytes) -> float:
 def test_add_and_mul_outside_xnnpack_ranges_are_fitted_without_changing_the_result(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
+    from converters.export.tflite import _fit_xnnpack
     from converters.export.tflite_xnnpack_fit import fit_elementwise_scales
 
     data = int8_tflite(tmp_path, _huge_and_tiny)
@@ -59,6 +60,9 @@ def test_add_and_mul_outside_xnnpack_ranges_are_fitted_without_changing_the_resu
     before, after = run_reference(data, x), run_reference(fitted, x)
     step = _output_step(data)  # the dequantised output's step (DEQUANTIZE reads the concatenation's scale)
     assert np.max(np.abs(after - before)) <= step * 1.001  # at most one output step, anywhere
+    notes = []  # the exporter's step keeps the fit because XNNPACK then takes the whole model, and says so
+    assert _fit_xnnpack(data, notes, fold_logistics=True) == fitted
+    assert len(notes) == 1 and "raised so that ADD/MUL stay inside XNNPACK" in notes[0]
     interp = Interpreter(model_content=fitted, num_threads=1)  # and XNNPACK computes the fitted model as TFLite does
     interp.allocate_tensors()
     interp.set_tensor(interp.get_input_details()[0]["index"], x)

@@ -185,8 +185,17 @@ def _fit_xnnpack(data: bytes, notes: list[str], fold_logistics: bool) -> bytes:
     """Elementwise ops brought into XNNPACK's ranges and float LOGISTIC islands folded (tflite_xnnpack_fit); not
     those that float_ops asked for (a guard mitigation keeps sigmoid gates in float on purpose)."""
     from converters.export.tflite_xnnpack_fit import fit_elementwise_scales, fold_float_logistics
+    from edge_pose.bench.profile_litert import plan
 
-    data, raised = fit_elementwise_scales(data)
+    fitted, raised = fit_elementwise_scales(data)
+    if raised:  # kept only if XNNPACK really takes more of the model (its own partitioning decides, not our table)
+        before, after = (sum(plan(d, threads=1)["outside_counts"].values()) for d in (data, fitted))
+        if after >= before:
+            notes.append(f"{len(raised)} int8 scale(s) could be raised for XNNPACK but it would take no more ops "
+                         f"({before} outside before, {after} after): left as calibrated")
+            raised = []
+        else:
+            data = fitted
     if raised:
         notes.append(f"{len(raised)} int8 scale(s) raised so that ADD/MUL stay inside XNNPACK (a tiny branch meets "
                      f"a large one: the op's result moves by at most one output step): "
