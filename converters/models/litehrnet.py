@@ -153,16 +153,26 @@ def _spatial_weighting(x, name: str, ratio: int = 4):
     return keras.layers.Multiply()([x, gate])
 
 
-def _conditional_channel_weighting(xs, ratio: int, name: str, forms: "GraphForms"):
-    """One LITE block: half of each branch passes through, the other half is gated, depthwise-convolved, gated."""
+def _conditional_channel_weighting(xs, ratio: int, name: str, forms: "GraphForms", last: bool = False):
+    """One LITE block: half of each branch passes through, the other half is gated, depthwise-convolved, gated.
+
+    With forms.relu0 "depthwise" the module's last block hands the fusion 2 x branch 0 (its permutation conv's
+    weights are 2.0; exact), the `out[0] + out[0]` of mmpose's in-place sum: one int8 ADD less per module."""
     halves = [_split(x, x.shape[-1] // 2, forms.split) for x in xs]
     x2 = _cross_resolution_weighting([h[1] for h in halves], ratio, f"{name}.cross_resolution_weighting", forms)
     out = []
     for k, ((x1, _), y) in enumerate(zip(halves, x2)):
         y = _conv_module(y, y.shape[-1], 3, name=f"{name}.depthwise_convs.{k}", groups=y.shape[-1], act=None)
         y = _spatial_weighting(y, f"{name}.spatial_weighting.{k}")
-        out.append(channel_shuffle(keras.layers.Concatenate()([x1, y]), form=forms.shuffle))
+        doubled = last and k == 0 and _doubled_first(forms)
+        out.append(channel_shuffle(keras.layers.Concatenate()([x1, y]), form=forms.shuffle,
+                                   scale=2.0 if doubled else 1.0))
     return out
+
+
+def _doubled_first(forms: "GraphForms") -> bool:
+    """The module's last block outputs 2 x branch 0 (see _conditional_channel_weighting)."""
+    return forms.relu0 == "depthwise" and forms.shuffle == "conv"
 
 
 def _fuse_path(x, i: int, j: int, channels, name: str, upsample: str = "concat"):
@@ -185,8 +195,8 @@ def _fuse(outs, name: str, forms: GraphForms):
     """
     channels = [x.shape[-1] for x in outs]
     n = len(outs)
-    first = [outs[0], outs[0]] + [_fuse_path(outs[j], 0, j, channels, f"{name}.0.{j}", forms.upsample)
-                                  for j in range(1, n)]
+    twice = [outs[0]] if _doubled_first(forms) else [outs[0], outs[0]]  # outs[0] arrives doubled, or is added twice
+    first = twice + [_fuse_path(outs[j], 0, j, channels, f"{name}.0.{j}", forms.upsample) for j in range(1, n)]
     sum0 = keras.layers.Add()(first)
     if forms.relu0 == "second_sum":
         # output 0 once more as 2 * out[0] + ... (x + x == 2x exactly: the same values) for the ReLU to fuse
@@ -247,14 +257,15 @@ def _iterative_head(ys, name: str):
 
 def walk_stages(ys, spec: LiteHRNetSpec, transition, block, fuse):
     """mmpose's stage / module / block order over `ys` (the stem's output), with one graph builder's layers:
-    transition(ys, channels_pre, channels, name), block(ys, reduce_ratio, name), fuse(ys, name)."""
+    transition(ys, channels_pre, channels, name), block(ys, reduce_ratio, name, last) (`last`: the module's fusion
+    reads this block's outputs), fuse(ys, name)."""
     channels_pre = [spec.stem_channels]
     for s, channels in enumerate(spec.num_channels):
         ys = transition(ys, channels_pre, channels, f"backbone.transition{s}")
         for m in range(spec.num_modules[s]):
             module = f"backbone.stage{s}.{m}"
             for b in range(spec.num_blocks[s]):
-                ys = block(ys, spec.reduce_ratios[s], f"{module}.layers.{b}")
+                ys = block(ys, spec.reduce_ratios[s], f"{module}.layers.{b}", b == spec.num_blocks[s] - 1)
             ys = fuse(ys, f"{module}.fuse_layers")
         channels_pre = list(channels)
     return ys
@@ -263,7 +274,7 @@ def walk_stages(ys, spec: LiteHRNetSpec, transition, block, fuse):
 def _body(inputs, spec: LiteHRNetSpec, forms: GraphForms):
     """Backbone and IterativeHead: the finest branch's features."""
     ys = walk_stages([_stem(inputs, spec.stem_channels, "backbone.stem", forms)], spec, _transition,
-                     lambda ys, ratio, name: _conditional_channel_weighting(ys, ratio, name, forms),
+                     lambda ys, ratio, name, last: _conditional_channel_weighting(ys, ratio, name, forms, last),
                      lambda ys, name: _fuse(ys, name, forms))
     return _iterative_head(ys, "backbone.head_layer")
 

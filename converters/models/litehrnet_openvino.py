@@ -133,7 +133,7 @@ def _spatial_weighting(x: Mapped, owned: np.ndarray, name: str, ratio: int = 4):
     return keras.layers.Multiply()([x.t, keras.layers.Activation("sigmoid")(gate)])
 
 
-def _conditional_channel_weighting(xs: list[Mapped], ratio: int, name: str) -> list[Mapped]:
+def _conditional_channel_weighting(xs: list[Mapped], ratio: int, name: str, last: bool = False) -> list[Mapped]:
     """One LITE block on whole branches: the second half of the logical channels is gated, depthwise-convolved,
     gated again; the first half passes through; the shuffle relabels."""
     gated = _cross_resolution_weighting(xs, ratio, f"{name}.cross_resolution_weighting")

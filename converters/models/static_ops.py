@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 
-def channel_shuffle(x, groups: int = 2, form: str = "transpose"):
+def channel_shuffle(x, groups: int = 2, form: str = "transpose", scale: float = 1.0):
     """mmpose channel_shuffle on NHWC: output channel c*g + k is input channel k*C/g + c.
 
     form "transpose": (1,H,W,C) -> (1,HW,g,C/g) -> swap the last two -> (1,H,W,C), 4-D ops with constant shapes
@@ -21,13 +21,15 @@ def channel_shuffle(x, groups: int = 2, form: str = "transpose"):
     permutation matrix (each output is one input times 1.0 plus zeros: exact in float, and in int8 the output
     keeps the input's range). XNNPACK's TRANSPOSE with an inner dimension of 2 is its slowest op in Lite-HRNet
     (a quarter of the int8 model's time); the permutation conv is a small GEMM, measured ~2x faster in int8 and
-    fp32 at (1, 64, 48, 40)."""
+    fp32 at (1, 64, 48, 40). `scale` (form "conv"): the permutation times a constant (2.0 is exact)."""
     batch, height, width, channels = x.shape
     if form == "conv":
         kernel = np.zeros((1, 1, channels, channels), np.float32)
         out = np.arange(channels)
-        kernel[0, 0, (out % groups) * (channels // groups) + out // groups, out] = 1.0
+        kernel[0, 0, (out % groups) * (channels // groups) + out // groups, out] = scale
         return keras.ops.conv(x, kernel)
+    if scale != 1.0:
+        raise ValueError("a scaled channel shuffle needs form 'conv'")
     if form == "gather":  # a constant channel permutation (OpenVINO Gather; no reshape to block layout passes)
         out = np.arange(channels)
         return keras.ops.take(x, (out % groups) * (channels // groups) + out // groups, axis=3)
