@@ -190,16 +190,14 @@ def _fit_xnnpack(data: bytes, notes: list[str], fold_logistics: bool) -> bytes:
     fitted, raised = fit_elementwise_scales(data)
     if raised:  # kept only if XNNPACK really takes more of the model (its own partitioning decides, not our table)
         before, after = (sum(plan(d, threads=1)["outside_counts"].values()) for d in (data, fitted))
-        if after >= before:
+        if after < before:
+            data = fitted
+            notes.append(f"{len(raised)} int8 scale(s) raised so that ADD/MUL stay inside XNNPACK (a tiny branch "
+                         f"meets a large one: the op's result moves by at most one output step): "
+                         + ", ".join(n[-50:] for n in raised[:3]) + (" ..." if len(raised) > 3 else ""))
+        else:
             notes.append(f"{len(raised)} int8 scale(s) could be raised for XNNPACK but it would take no more ops "
                          f"({before} outside before, {after} after): left as calibrated")
-            raised = []
-        else:
-            data = fitted
-    if raised:
-        notes.append(f"{len(raised)} int8 scale(s) raised so that ADD/MUL stay inside XNNPACK (a tiny branch meets "
-                     f"a large one: the op's result moves by at most one output step): "
-                     + ", ".join(n[-50:] for n in raised[:3]) + (" ..." if len(raised) > 3 else ""))
     data, folded = fold_float_logistics(data) if fold_logistics else (data, 0)
     if folded:
         notes.append(f"{folded} float LOGISTIC(s) between DEQUANTIZE and QUANTIZE folded into int8 LOGISTIC")

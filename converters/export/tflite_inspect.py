@@ -62,6 +62,12 @@ def _builtin_names() -> dict[int, str]:
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
 
 
+def opcode_names(model) -> list[str | None]:
+    """Builtin name of each entry of a model object's operator-code table (None for a code this TF does not know)."""
+    names = _builtin_names()
+    return [names.get(max(c.builtinCode, c.deprecatedBuiltinCode)) for c in model.operatorCodes]
+
+
 def _dtype_names() -> dict[int, str]:
     from tensorflow.lite.python import schema_py_generated as schema
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 MAX_REQUANT = 255.0  # XNNPACK: input_scale * filter_scale / output_scale < 256
 
 
@@ -19,17 +18,17 @@ def raise_collapsed_scales(model_bytes: bytes) -> tuple[bytes, list[str]]:
     """(model, names of the conv outputs whose scale was raised); the bytes are unchanged when none was."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from converters.export.tflite_inspect import _builtin_names
+    from converters.export.tflite_inspect import opcode_names
+    from converters.export.tflite_xnnpack import CONV_DATA_WEIGHTS
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
-    names = _builtin_names()
-    codes = [names.get(max(c.builtinCode, c.deprecatedBuiltinCode)) for c in model.operatorCodes]
+    codes = opcode_names(model)
     fixed = []
     for graph in model.subgraphs:
         for op in graph.operators:
-            if codes[op.opcodeIndex] not in CONVS:
+            if codes[op.opcodeIndex] not in CONV_DATA_WEIGHTS:
                 continue
-            data, weights = (0, 1) if codes[op.opcodeIndex] != "TRANSPOSE_CONV" else (2, 1)
+            data, weights = CONV_DATA_WEIGHTS[codes[op.opcodeIndex]]
             x, w, out = (graph.tensors[op.inputs[data]], graph.tensors[op.inputs[weights]],
                          graph.tensors[op.outputs[0]])
             if not all(_scales(t) is not None for t in (x, w, out)) or len(_scales(out)) != 1:

@@ -14,7 +14,9 @@ import re
 import numpy as np
 
 XNNPACK_MAX_REQUANT = 256.0  # XNNPACK's limit for qs8 convolutions (requantization scale must be below it)
-_REQUANT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED")
+# the ops XNNPACK requantises with input x weight / output scale: (data input index, weights input index)
+CONV_DATA_WEIGHTS = {"CONV_2D": (0, 1), "DEPTHWISE_CONV_2D": (0, 1), "FULLY_CONNECTED": (0, 1),
+                     "TRANSPOSE_CONV": (2, 1)}
 
 
 def split_runtime_message(text: str) -> str:
@@ -39,10 +41,10 @@ def unrepresentable_ops(model_bytes: bytes) -> list[tuple[str, str, float, float
 
     found = []
     for op in interp._get_ops_details():  # noqa: SLF001 - the runtime's only view of the node list
-        if op["op_name"] not in _REQUANT_OPS:
+        if op["op_name"] not in CONV_DATA_WEIGHTS:
             continue
         ins = list(op["inputs"])
-        data, weights = (ins[2], ins[1]) if op["op_name"] == "TRANSPOSE_CONV" else (ins[0], ins[1])
+        data, weights = (ins[i] for i in CONV_DATA_WEIGHTS[op["op_name"]])
         s_in, s_w, s_out = scales(data), scales(weights), scales(op["outputs"][0])
         if not (len(s_in) and len(s_w) and len(s_out)) or s_out[0] <= 0:
             continue

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from converters.export.tflite_xnnpack import CONV_DATA_WEIGHTS, XNNPACK_MAX_REQUANT
+
 ADD_RANGE = (2.0 ** -10, 2.0 ** 8)  # input scale / output scale
 MUL_RANGE = (2.0 ** -16, 2.0 ** 8)  # input1 scale * input2 scale / output scale
-CONV_MAX = 256.0  # input scale * filter scale / output scale
 _MARGIN = 1.0 + 1e-5  # float32 storage of the raised scale must land inside the range, not on its edge
 # TFLite's int8 kernels of these copy or select bytes: their data inputs and outputs carry one quantisation
 PASS_THROUGH = frozenset({"RESHAPE", "CONCATENATION", "SPLIT", "SPLIT_V", "STRIDED_SLICE", "SLICE", "PAD", "PADV2",
@@ -37,7 +38,6 @@ PASS_THROUGH = frozenset({"RESHAPE", "CONCATENATION", "SPLIT", "SPLIT_V", "STRID
 # tensor in it is written by one of these or by a pass-through op inside the group
 FREE = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "SUB", "MUL", "MEAN",
                   "SUM", "QUANTIZE"})
-_CONVS = {"CONV_2D": (0, 1), "DEPTHWISE_CONV_2D": (0, 1), "FULLY_CONNECTED": (0, 1), "TRANSPOSE_CONV": (2, 1)}
 _INT8 = 9  # TensorType.INT8
 
 
@@ -45,15 +45,10 @@ class _Graph:
     """The first subgraph of a model object, with who writes and who reads each tensor."""
 
     def __init__(self, model):
-        from converters.export.tflite_inspect import _builtin_names
+        from converters.export.tflite_inspect import opcode_names
 
-        names = _builtin_names()
-        self.model = model
         self.graph = model.subgraphs[0]
-        self.codes = [names.get(max(c.builtinCode, c.deprecatedBuiltinCode)) for c in model.operatorCodes]
-        self.reindex()
-
-    def reindex(self) -> None:
+        self.codes = opcode_names(model)
         self.writer, self.readers = {}, {}
         for op in self.graph.operators:
             for t in op.outputs:
@@ -131,10 +126,10 @@ def _in_range(g: _Graph, op, scale_of) -> bool:
         return all(ADD_RANGE[0] <= scale_of(i) / out < ADD_RANGE[1] for i in op.inputs[:2])
     if code == "MUL":
         return MUL_RANGE[0] <= scale_of(op.inputs[0]) * scale_of(op.inputs[1]) / scale_of(op.outputs[0]) < MUL_RANGE[1]
-    if code in _CONVS:
-        data, weights = _CONVS[code]
+    if code in CONV_DATA_WEIGHTS:
+        data, weights = CONV_DATA_WEIGHTS[code]
         w = g.filter_scale(op.inputs[weights])
-        return w is None or scale_of(op.inputs[data]) * w / scale_of(op.outputs[0]) < CONV_MAX
+        return w is None or scale_of(op.inputs[data]) * w / scale_of(op.outputs[0]) < XNNPACK_MAX_REQUANT
     return True
 
 

@@ -51,9 +51,8 @@ class GraphForms:
     shuffle: str = "transpose"  # channel shuffle: "transpose" (4-D reshape/transpose), "conv" (permutation 1x1)
     #                             or "gather" (constant channel indices)
     gate: str = "upsample"  # cross-resolution gate: "upsample" then multiply, or "broadcast" multiply
-    relu0: str = "relu"  # output 0's ReLU (its pre-ReLU sum feeds the other outputs): "relu" (a RELU op),
-    #                      "second_sum" (fused into a second addition 2 * out[0] + ...) or "depthwise" (fused into
-    #                      an identity 1x1 depthwise conv)
+    relu0: str = "relu"  # output 0's ReLU (its pre-ReLU sum feeds the other outputs): "relu" (a RELU op) or
+    #                      "depthwise" (fused into an identity 1x1 depthwise conv)
     upsample: str = "concat"  # nearest upsampling: "concat" (copies + reshapes) or "resize" (one resize op)
     split: str = "slice"  # channel halves and gate slices: "slice" (STRIDED_SLICE), "split" (one Split each) or
     #                       "halves" (Split for the halves, slices for the gates)
@@ -198,14 +197,9 @@ def _fuse(outs, name: str, forms: GraphForms):
     twice = [outs[0]] if _doubled_first(forms) else [outs[0], outs[0]]  # outs[0] arrives doubled, or is added twice
     first = twice + [_fuse_path(outs[j], 0, j, channels, f"{name}.0.{j}", forms.upsample) for j in range(1, n)]
     sum0 = keras.layers.Add()(first)
-    if forms.relu0 == "second_sum":
-        # output 0 once more as 2 * out[0] + ... (x + x == 2x exactly: the same values) for the ReLU to fuse
-        # into its last addition (a plain second Add of the same inputs is merged back by the converter);
-        # sum0 itself stays pre-ReLU for the other outputs
-        fused = [_act(keras.layers.Add()([keras.ops.multiply(outs[0], 2.0)] + first[2:]), "relu")]
-    elif forms.relu0 == "depthwise":
-        # relu(1.0 * sum0) per channel: one int8 op where the second sum took n, inside XNNPACK like it (a
-        # standalone int8 RELU is not); exact in float
+    if forms.relu0 == "depthwise":
+        # relu(1.0 * sum0) per channel: one int8 op inside XNNPACK (a standalone int8 RELU is not; a second sum
+        # 2 * out[0] + ... with the ReLU fused into its last addition took n ops and measured 3.5% slower); exact
         identity = np.ones((1, 1, channels[0], 1), np.float32)
         fused = [_act(keras.ops.depthwise_conv(sum0, identity, strides=1, padding="valid"), "relu")]
     else:
